@@ -1,0 +1,286 @@
+"""Ingest: read a CSV or Parquet table (long, wide or single-series), validate it, and put
+every series on a regular time grid with short gaps filled.
+
+Output (the series table): `series_id` (string), `timestamp` (UTC timestamp or int64
+step), one float64 column per channel, optional `label`; sorted by series then time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from prefect import task
+
+from tasks.common import STAGE_TASK, logger, open_store
+from tsatlas.config import IngestConfig
+from tsatlas.errors import InputError
+from tsatlas.storage import code_version, digest
+
+
+@dataclass
+class Ingested:
+    frame: pd.DataFrame
+    channels: list[str]
+    info: dict[str, Any]
+
+
+def fingerprint(uri: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Cheap identity of an input file (size plus mtime or ETag), so an unchanged file is not re-read."""
+    try:
+        fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+        info = fs.info(path)
+    except FileNotFoundError:
+        raise InputError(f"{uri}: file not found") from None
+    except (ValueError, ImportError) as e:
+        raise InputError(f"{uri}: cannot open ({e})") from None
+    if info.get("type") == "directory":
+        raise InputError(f"{uri}: is a directory, expected a CSV or Parquet file")
+    keep = ("size", "mtime", "ETag", "LastModified", "created")
+    return {"uri": uri, **{k: str(info[k]) for k in keep if k in info}}
+
+
+def read_table(uri: str, storage_options: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Read CSV (any other suffix) or Parquet (.parquet/.pq) from a path or fsspec URL."""
+    fingerprint(uri, storage_options)
+    is_parquet = uri.lower().endswith((".parquet", ".pq"))
+    try:
+        with fsspec.open(uri, "rb", **(storage_options or {})) as f:
+            df = pd.read_parquet(f) if is_parquet else pd.read_csv(f)
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{uri}: file is empty") from None
+    except (pa.ArrowInvalid, pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
+        kind = "Parquet" if is_parquet else "CSV"
+        raise InputError(f"{uri}: not a readable {kind} file ({str(e).splitlines()[0]})") from None
+    if df.empty:
+        raise InputError(f"{uri}: no data rows (header only?)")
+    df.columns = [str(c) for c in df.columns]
+    return df
+
+
+def _numeric(df: pd.DataFrame, col: str, source: str, header_offset: int) -> np.ndarray:
+    s = df[col]
+    if pd.api.types.is_bool_dtype(s):
+        raise InputError(f"{source}: column {col!r} is boolean, not a numeric channel")
+    if pd.api.types.is_numeric_dtype(s):
+        return s.to_numpy(dtype=np.float64, na_value=np.nan)
+    num = pd.to_numeric(s, errors="coerce")
+    bad = num.isna() & s.notna() & (s.astype(str).str.strip() != "")
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(
+            f"{source}: column {col!r}, row {i + header_offset}: value {s.iloc[i]!r} is not a number "
+            "(set ingest.channels to choose the numeric columns)"
+        )
+    return num.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _time(df: pd.DataFrame, col: str, source: str) -> pd.Series:
+    s = df[col]
+    if pd.api.types.is_integer_dtype(s) or pd.api.types.is_float_dtype(s):
+        if s.isna().any() or not np.all(np.mod(s.to_numpy(), 1) == 0):
+            raise InputError(f"{source}: column {col!r}: integer steps expected, found a blank or fractional value")
+        return s.astype(np.int64)
+    try:
+        return pd.to_datetime(s, utc=True, format="ISO8601")
+    except (ValueError, TypeError):
+        parsed = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
+        i = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+        raise InputError(f"{source}: column {col!r}, row {i + 2}: {s.iloc[i]!r} is not a timestamp") from None
+
+
+def to_long(df: pd.DataFrame, cfg: IngestConfig, source: str) -> tuple[pd.DataFrame, list[str], bool]:
+    """Any accepted layout -> columns series_id, timestamp, channels..., [label].
+
+    Returns:
+        (frame, channel names, whether a label column came in)
+    """
+    layout = cfg.layout
+    if layout == "auto":
+        layout = "long" if cfg.id_column in df.columns else "wide"
+    if layout == "long" and cfg.id_column not in df.columns:
+        raise InputError(f"{source}: no id column {cfg.id_column!r} (columns: {', '.join(df.columns[:12])})")
+    reserved = {cfg.id_column, cfg.time_column, cfg.label_column} if layout == "long" else {cfg.time_column}
+    channels = list(cfg.channels) if cfg.channels else [c for c in df.columns if c not in reserved]
+    missing = [c for c in channels if c not in df.columns]
+    if missing:
+        raise InputError(f"{source}: channel column {missing[0]!r} not found (columns: {', '.join(df.columns[:12])})")
+    if not channels:
+        raise InputError(f"{source}: no numeric channel column (columns: {', '.join(df.columns)})")
+    values = {c: _numeric(df, c, source, 2) for c in channels}
+
+    if cfg.time_column in df.columns:
+        t = _time(df, cfg.time_column, source)
+    else:
+        t = None
+
+    if layout == "long":
+        out = pd.DataFrame({"series_id": df[cfg.id_column].astype(str).to_numpy()})
+        if t is None:  # no time column: steps in file order within each series
+            out["timestamp"] = out.groupby("series_id").cumcount().astype(np.int64)
+        else:
+            out["timestamp"] = t.to_numpy()
+        for c in channels:
+            out[c] = values[c]
+        has_label = cfg.label_column in df.columns
+        if has_label:
+            out["label"] = df[cfg.label_column].astype(str).to_numpy()
+        return out, channels, has_label
+
+    steps = t.to_numpy() if t is not None else np.arange(len(df), dtype=np.int64)
+    if layout == "single":
+        name = os.path.splitext(os.path.basename(source))[0] or "series"
+        out = pd.DataFrame({"series_id": np.full(len(df), name), "timestamp": steps})
+        for c in channels:
+            out[c] = values[c]
+        return out, channels, False
+    # wide: one single-channel series per column, stacked column after column
+    n = len(df)
+    out = pd.DataFrame(
+        {
+            "series_id": np.repeat(np.asarray(channels, dtype=object), n),
+            "timestamp": np.tile(steps, len(channels)),
+            "value": np.concatenate([values[c] for c in channels]),
+        }
+    )
+    return out, ["value"], False
+
+
+def gap_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of True down each column of a (L, C) mask.
+
+    Returns:
+        (column, start row, length) of every run, ordered by column then start.
+    """
+    L, C = mask.shape
+    edges = np.diff(np.pad(mask.astype(np.int8), ((1, 1), (0, 0))), axis=0).T  # (C, L+1)
+    col, start = np.nonzero(edges == 1)
+    _, end = np.nonzero(edges == -1)
+    return col, start, end - start
+
+
+def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, source: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Sort, check duplicates, place every series on a regular grid and fill gaps up to `max_gap` steps.
+
+    The loop runs over series (few), never over rows.
+    """
+    long = long.sort_values(["series_id", "timestamp"], kind="stable", ignore_index=True)
+    dup = long.duplicated(["series_id", "timestamp"]).to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        raise InputError(
+            f"{source}: series {long['series_id'].iat[i]!r} has duplicate timestamp {long['timestamp'].iat[i]} "
+            f"(column {cfg.time_column!r})"
+        )
+    is_time = pd.api.types.is_datetime64_any_dtype(long["timestamp"])
+    t = pd.DatetimeIndex(long["timestamp"]).as_unit("ns").asi8 if is_time else long["timestamp"].to_numpy(np.int64)
+    sid = long["series_id"].to_numpy()
+    bounds = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1], True])
+
+    if cfg.freq is not None:
+        step = int(pd.Timedelta(cfg.freq).value) if is_time else int(cfg.freq)
+    else:
+        diffs = np.diff(t)
+        same = sid[1:] == sid[:-1]
+        step = int(np.median(diffs[same])) if same.any() else 1
+    if step <= 0:
+        raise InputError(f"{source}: cannot infer a positive time step from column {cfg.time_column!r}")
+
+    vals = long[channels].to_numpy(np.float64)
+    vals[~np.isfinite(vals)] = np.nan
+    parts_id, parts_t, parts_v, labels = [], [], [], []
+    filled = 0
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        s = sid[a]
+        off = t[a:b] - t[a]
+        if np.any(off % step):
+            i = a + int(np.flatnonzero(off % step)[0])
+            raise InputError(f"{source}: series {s!r}: timestamp {long['timestamp'].iat[i]} is off the {step}-step grid (set ingest.freq)")
+        pos = off // step
+        grid = np.full((int(pos[-1]) + 1, len(channels)), np.nan)
+        grid[pos] = vals[a:b]
+        miss = np.isnan(grid)
+        if miss.any():
+            col, start, length = gap_runs(miss)
+            worst = int(np.argmax(length))
+            if length[worst] > cfg.max_gap or length[worst] == grid.shape[0]:
+                when = t[a] + start[worst] * step
+                when_s = pd.Timestamp(when, tz="UTC") if is_time else when
+                raise InputError(
+                    f"{source}: series {s!r}, column {channels[col[worst]]!r}: {int(length[worst])} missing or "
+                    f"non-finite steps from {when_s} exceed ingest.max_gap={cfg.max_gap}"
+                )
+            x = np.arange(grid.shape[0])
+            for c in np.unique(col):  # one np.interp per channel with gaps
+                ok = ~miss[:, c]
+                grid[~ok, c] = np.interp(x[~ok], x[ok], grid[ok, c])
+            filled += int(length.sum())
+        parts_id.append(np.full(grid.shape[0], s, dtype=object))
+        parts_t.append(t[a] + np.arange(grid.shape[0], dtype=np.int64) * step)
+        parts_v.append(grid)
+        if "label" in long.columns:
+            labels.append(np.full(grid.shape[0], long["label"].iat[a], dtype=object))
+
+    ts = np.concatenate(parts_t)
+    out = pd.DataFrame({"series_id": np.concatenate(parts_id).astype(str), "timestamp": pd.to_datetime(ts, utc=True) if is_time else ts})
+    out = pd.concat([out, pd.DataFrame(np.vstack(parts_v), columns=channels)], axis=1)
+    if labels:
+        out["label"] = np.concatenate(labels).astype(str)
+    info = {"series": len(parts_id), "rows": len(out), "channels": channels, "gaps_filled": filled,
+            "step": str(pd.Timedelta(step)) if is_time else step}
+    return out, info
+
+
+def clip_range(df: pd.DataFrame, cfg: IngestConfig) -> pd.DataFrame:
+    """Keep rows with start <= timestamp < end (the partition of a backfill run)."""
+    if cfg.start is None and cfg.end is None:
+        return df
+    t = df["timestamp"]
+    conv = (lambda v: pd.Timestamp(v, tz="UTC") if pd.Timestamp(v).tz is None else pd.Timestamp(v)) if pd.api.types.is_datetime64_any_dtype(t) else int
+    keep = np.ones(len(df), dtype=bool)
+    if cfg.start is not None:
+        keep &= (t >= conv(cfg.start)).to_numpy()
+    if cfg.end is not None:
+        keep &= (t < conv(cfg.end)).to_numpy()
+    return df.loc[keep].reset_index(drop=True)
+
+
+def ingest_table(uri: str, cfg: IngestConfig, storage_options: dict[str, Any] | None = None) -> Ingested:
+    """Read, validate and regularise one input file.
+
+    Args:
+        uri: local path or fsspec URL of a CSV or Parquet file.
+        cfg: the ingest section of the config.
+
+    Returns:
+        The series table, its channel names, and counts for the summary.
+    """
+    raw = read_table(uri, storage_options)
+    long, channels, has_label = to_long(raw, cfg, uri)
+    long = clip_range(long, cfg)
+    if long.empty:
+        raise InputError(f"{uri}: no rows in the range start={cfg.start} end={cfg.end}")
+    frame, info = regularise(long, channels, cfg, uri)
+    info.update(rows_in=len(raw), has_label=has_label)
+    return Ingested(frame, channels, info)
+
+
+@task(name="ingest", **STAGE_TASK)
+def ingest_task(data: str, root: str, cfg: IngestConfig, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Ingest `data` into the store; skipped when the same file and config were ingested before."""
+    store = open_store(root, storage_options)
+    key = digest("ingest", fingerprint(data, storage_options), cfg.model_dump(), code_version())
+    if (ref := store.stage_done("ingest", key)) is not None:
+        logger().info("ingest: unchanged input, reusing %s", ref["uri"])
+        return ref
+    out = ingest_table(data, cfg, storage_options)
+    table = pa.Table.from_pandas(out.frame, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"tsatlas.channels": ",".join(out.channels).encode()})
+    sha = store.put_table(f"stages/ingest/{key}/series.parquet", table)
+    logger().info("ingest: %d rows in, %d series, %d gaps filled", out.info["rows_in"], out.info["series"], out.info["gaps_filled"])
+    return store.finish_stage("ingest", key, {"series.parquet": sha}, "series.parquet", len(out.frame), info=out.info)

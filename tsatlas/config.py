@@ -1,0 +1,180 @@
+"""Typed configuration: one pydantic model per stage, combined into PipelineConfig.
+
+The section and key names are a public contract (the Prefect UI form, YAML files and
+`--set stage.key=value` all use them): add keys, do not rename them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tsatlas.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class IngestConfig(_Section):
+    """How to read the input table."""
+
+    time_column: str = Field("timestamp", description="Time column: timestamps or integer steps. Missing: row order is used.")
+    id_column: str = Field("series_id", description="Series id column of a long table. Absent from the file: the table is read as wide.")
+    layout: Literal["auto", "long", "wide", "single"] = Field(
+        "auto",
+        description="long: id, time, channels; wide: time plus one column per series; "
+        "single: one series whose numeric columns are channels; auto: long if the id column exists, else wide.",
+    )
+    channels: list[str] | None = Field(None, description="Channel columns to use; default: every column but id, time and label.")
+    label_column: str = Field("label", description="Optional per-series label, kept for evaluation only.")
+    freq: str | None = Field(None, description="Grid step, e.g. '1h' or '1' for integer steps; default: the median step.")
+    max_gap: int = Field(3, ge=0, le=10_000, description="Longest run of missing steps that is filled by interpolation.")
+    start: str | None = Field(None, description="Only rows at or after this time (inclusive).")
+    end: str | None = Field(None, description="Only rows before this time (exclusive).")
+
+
+class WindowsConfig(_Section):
+    """How series are cut into fixed-length windows."""
+
+    length: int = Field(24, ge=2, le=100_000, description="Steps per window.")
+    stride: int = Field(24, ge=1, le=100_000, description="Steps between window starts.")
+    scale: Literal["global", "series", "window", "none"] = Field(
+        "global",
+        description="Standardise each channel over all data (global), per series, per window, or not at all.",
+    )
+
+
+class TrainConfig(_Section):
+    """The recurrent sequence autoencoder and its training schedule."""
+
+    cell: Literal["lstm", "gru"] = Field("gru", description="Recurrent cell.")
+    layers: int = Field(1, ge=1, le=8, description="Stacked recurrent layers in encoder and decoder.")
+    hidden: int = Field(64, ge=2, le=4096, description="Hidden units per layer.")
+    latent: int = Field(16, ge=1, le=1024, description="Size of the embedding z.")
+    bidirectional: bool = Field(False, description="Bidirectional encoder.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout between stacked layers.")
+    epochs: int = Field(40, ge=1, le=10_000, description="Upper bound on epochs; early stopping usually ends sooner.")
+    batch_size: int = Field(64, ge=1, le=65_536, description="Windows per optimisation step.")
+    lr: float = Field(3e-3, gt=0.0, le=1.0, description="AdamW learning rate.")
+    weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="AdamW weight decay.")
+    patience: int = Field(5, ge=1, le=1000, description="Epochs without validation improvement before stopping.")
+    val_fraction: float = Field(0.2, gt=0.0, lt=0.9, description="Share of windows held out for validation.")
+    clip_norm: float = Field(1.0, gt=0.0, description="Gradient norm clip.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU.")
+
+
+class ClusterConfig(_Section):
+    """K-means over the standardised embeddings."""
+
+    k: int | Literal["auto"] = Field("auto", description="Number of clusters, or 'auto' to choose by silhouette.")
+    k_min: int = Field(2, ge=2, le=1000, description="Smallest k tried when k is auto.")
+    k_max: int = Field(8, ge=2, le=1000, description="Largest k tried when k is auto.")
+    sample: int = Field(5000, ge=100, description="Windows sampled to score silhouette.")
+
+    @field_validator("k")
+    @classmethod
+    def _k_at_least_two(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 2:
+            raise ValueError("k must be at least 2 (or 'auto')")
+        return v
+
+    @model_validator(mode="after")
+    def _range(self) -> ClusterConfig:
+        if self.k_min > self.k_max:
+            raise ValueError(f"k_min ({self.k_min}) must not exceed k_max ({self.k_max})")
+        return self
+
+
+class GenerateConfig(_Section):
+    """Synthetic series per cluster."""
+
+    method: Literal["latent", "timegan"] = Field("latent", description="latent: sample a Gaussian mixture in z and decode.")
+    n: int = Field(100, ge=1, le=1_000_000, description="Synthetic windows in all, split in proportion to cluster sizes.")
+    components: int = Field(3, ge=1, le=64, description="Gaussian mixture components per cluster (latent method).")
+    evaluate: bool = Field(True, description="Compute generation metrics against the real windows.")
+
+
+class PipelineConfig(_Section):
+    """Everything the atlas flow needs, one section per stage."""
+
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    windows: WindowsConfig = Field(default_factory=WindowsConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for every random step.")
+
+
+def _format_error(err: ValidationError, prefix: str = "") -> str:
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("literal[", "int", "function")))
+        got = e.get("input")
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{prefix}{key}: {msg}" + ("" if e["type"] == "extra_forbidden" else f" (got {got!r})"))
+    return "; ".join(dict.fromkeys(parts))
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """Turn `["train.epochs=5", "cluster.k=auto"]` into a nested dict with YAML-typed values."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected stage.key=value")
+        path, raw = item.split("=", 1)
+        keys = path.strip().split(".")
+        if not all(keys):
+            raise ConfigError(f"--set {item!r}: expected stage.key=value")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        node = out
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {path}: {k} is not a section")
+        node[keys[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | None = None, sets: list[str] | None = None, seed: int | None = None) -> PipelineConfig:
+    """Build the config: defaults, then a YAML file, then `--set` items, then `--seed`.
+
+    Raises:
+        ConfigError: naming the file and key of the first invalid or unknown value.
+    """
+    data: dict[str, Any] = {}
+    source = ""
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = yaml.safe_load(f) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections (ingest, windows, train, cluster, generate)")
+        source = f"{path}: "
+    try:
+        PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e, source)) from None
+    if sets:
+        data = _merge(data, parse_set(sets))
+    if seed is not None:
+        data["seed"] = seed
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e, "--set " if sets else "")) from None

@@ -1,0 +1,202 @@
+"""The artifact store: one root (a local folder or any fsspec URL), atomic writes,
+sha256 on every read, and content-addressed stage outputs.
+
+Layout under the root:
+    stages/<stage>/<key>/<file>        a stage's files; <key> hashes its inputs, config and code
+    stages/<stage>/<key>/_done.json    written last: the stage's reference (files and checksums)
+    runs/<run_id>/manifest.json        one per run
+
+Nothing here unpickles: tables are Parquet, metadata is JSON, weights are read by the
+caller with torch.load(weights_only=True).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import posixpath
+import re
+import tempfile
+import uuid
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+
+from tsatlas import __version__
+from tsatlas.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+_SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def digest(*parts: Any) -> str:
+    """A stable short key from JSON-serialisable parts (configs, checksums, versions)."""
+    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:24]
+
+
+@cache
+def code_version() -> str:
+    """Package version plus a hash of the core and task sources: code changes invalidate stage keys."""
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for pkg in (here, here.parent / "tasks"):
+        for f in sorted(pkg.glob("*.py")):
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return f"{__version__}+{h.hexdigest()[:12]}"
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape the root (absolute paths, `..`, odd characters)."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(not _SAFE_PART.match(p) or p in (".", "..") for p in parts):
+        raise StorageError(f"unsafe artifact key {key!r}: use letters, digits and . _ = + - between slashes")
+    return key
+
+
+class Store:
+    """Artifacts under one root URL (`./artifacts`, `file:///x`, `s3://bucket/prefix`, ...).
+
+    Args:
+        root: local path or fsspec URL.
+        storage_options: passed to the fsspec filesystem (e.g. s3fs endpoint, credentials).
+    """
+
+    def __init__(self, root: str, storage_options: dict[str, Any] | None = None):
+        try:
+            fs, base = fsspec.core.url_to_fs(root, **(storage_options or {}))
+        except (ValueError, ImportError) as e:
+            raise StorageError(f"cannot open store root {root!r}: {e}") from None
+        self.fs = fs
+        self.local = isinstance(fs, LocalFileSystem)
+        self.base = os.path.abspath(base) if self.local else base.rstrip("/")
+        self.root = self.base if self.local else f"{self._protocol()}://{self.base}"
+
+    def _protocol(self) -> str:
+        p = self.fs.protocol
+        return p[0] if isinstance(p, (tuple, list)) else p
+
+    def path(self, key: str) -> str:
+        return posixpath.join(self.base, check_key(key)) if not self.local else os.path.join(self.base, check_key(key))
+
+    def uri(self, key: str) -> str:
+        return self.path(key) if self.local else f"{self._protocol()}://{self.path(key)}"
+
+    def exists(self, key: str) -> bool:
+        try:
+            return self.fs.exists(self.path(key))
+        except OSError as e:
+            raise StorageError(f"{self.uri(key)}: store unreachable ({e})") from e
+
+    # -- bytes -----------------------------------------------------------------
+    def put_bytes(self, key: str, data: bytes) -> str:
+        """Write atomically and return the sha256: a temp file and a rename locally, one PUT elsewhere."""
+        path = self.path(key)
+        try:
+            if self.local:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(data)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    os.replace(tmp, path)
+                except BaseException:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+                    raise
+            else:
+                # Object stores publish an object only when its upload completes.
+                self.fs.pipe_file(path, data)
+        except OSError as e:
+            raise StorageError(f"{self.uri(key)}: write failed ({e.strerror or e})") from e
+        return sha256_bytes(data)
+
+    def get_bytes(self, key: str, sha256: str | None = None) -> bytes:
+        """Read and, when `sha256` is given, verify the content."""
+        try:
+            data = self.fs.cat_file(self.path(key))
+        except FileNotFoundError:
+            raise StorageError(f"{self.uri(key)}: artifact missing") from None
+        except OSError as e:
+            raise StorageError(f"{self.uri(key)}: read failed ({e})") from e
+        if sha256 is not None and sha256_bytes(data) != sha256:
+            raise StorageError(
+                f"{self.uri(key)}: checksum mismatch (expected sha256 {sha256[:12]}..., got {sha256_bytes(data)[:12]}...); "
+                "the artifact is corrupt: delete it and re-run"
+            )
+        return data
+
+    # -- typed helpers ---------------------------------------------------------
+    def put_json(self, key: str, obj: Any) -> str:
+        return self.put_bytes(key, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+
+    def get_json(self, key: str, sha256: str | None = None) -> Any:
+        return json.loads(self.get_bytes(key, sha256))
+
+    def put_table(self, key: str, table: pa.Table) -> str:
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        return self.put_bytes(key, buf.getvalue())
+
+    def get_table(self, key: str, sha256: str | None = None, columns: list[str] | None = None) -> pa.Table:
+        data = self.get_bytes(key, sha256)
+        try:
+            return pq.read_table(pa.BufferReader(data), columns=columns)
+        except pa.ArrowInvalid as e:
+            raise StorageError(f"{self.uri(key)}: not a readable Parquet file ({e})") from None
+
+    # -- stages ----------------------------------------------------------------
+    def stage_prefix(self, stage: str, key: str) -> str:
+        return f"stages/{stage}/{key}"
+
+    def stage_done(self, stage: str, key: str) -> dict[str, Any] | None:
+        """The stored reference of a finished stage output, or None when it must be computed."""
+        done = f"{self.stage_prefix(stage, key)}/_done.json"
+        return self.get_json(done) if self.exists(done) else None
+
+    def finish_stage(self, stage: str, key: str, files: dict[str, str], main: str, rows: int, **extra: Any) -> dict[str, Any]:
+        """Mark a stage output complete and return its small reference.
+
+        Args:
+            files: name -> sha256 of every file written under the stage prefix.
+            main: the file whose uri/sha256 head the reference.
+            rows: rows of the main file.
+            extra: JSON-serialisable facts to keep (metrics, counts).
+        """
+        prefix = self.stage_prefix(stage, key)
+        ref = {
+            "stage": stage,
+            "key": key,
+            "uri": self.uri(f"{prefix}/{main}"),
+            "sha256": files[main],
+            "rows": int(rows),
+            "files": files,
+            **extra,
+        }
+        self.put_json(f"{prefix}/_done.json", ref)
+        return ref
+
+    def stage_file(self, ref: dict[str, Any], name: str) -> str:
+        return f"{self.stage_prefix(ref['stage'], ref['key'])}/{name}"
+
+    def read_stage_table(self, ref: dict[str, Any], name: str, columns: list[str] | None = None) -> pa.Table:
+        return self.get_table(self.stage_file(ref, name), ref["files"][name], columns=columns)
+
+    def read_stage_bytes(self, ref: dict[str, Any], name: str) -> bytes:
+        return self.get_bytes(self.stage_file(ref, name), ref["files"][name])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -21,6 +22,22 @@ from tasks.common import STAGE_TASK, logger, open_store
 from tsatlas.config import IngestConfig
 from tsatlas.errors import InputError
 from tsatlas.storage import code_version, digest
+
+
+# The bundled real dataset: hourly weather at three US sites (see data/README.md).
+BUNDLED_DATA = "data/weather.csv"
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def resolve_data(uri: str) -> str:
+    """A relative path that does not exist from the working directory is looked up in the repository
+    (so the default `data/weather.csv` works from anywhere)."""
+    if "://" in uri:
+        return uri
+    if os.path.exists(uri):
+        return os.path.abspath(uri)
+    candidate = _REPO / uri
+    return str(candidate) if candidate.exists() else uri
 
 
 @dataclass

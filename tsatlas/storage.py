@@ -35,7 +35,7 @@ from tsatlas.errors import StorageError
 
 log = logging.getLogger(__name__)
 
-_SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+-]*$")
+_SAFE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=+-]*$")
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -1,0 +1,109 @@
+"""The `tsatlas` command.
+
+    tsatlas run [--data PATH_OR_URL] [--root URL] [--config FILE.yaml] [--set stage.key=value ...] [--seed N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+# Prefect's ephemeral API needs ~20 s on a fresh PREFECT_HOME; its 20 s default can time out.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tsatlas", description="An atlas of unlabeled time series.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the atlas flow (default: the bundled weather data into ./artifacts)")
+    run.add_argument("--data", default=None, help="CSV or Parquet file, path or fsspec URL (default: bundled data/weather.csv)")
+    run.add_argument("--root", default="./artifacts", help="artifact store root: folder or fsspec URL (default: ./artifacts)")
+    run.add_argument("--config", default=None, help="YAML file with sections ingest, windows, train, cluster, generate")
+    run.add_argument("--set", dest="sets", action="append", default=[], metavar="STAGE.KEY=VALUE",
+                     help="override one config key, e.g. --set train.epochs=5 (repeatable, applied after --config)")
+    run.add_argument("--seed", type=int, default=None, help="seed for every random step")
+    run.add_argument("--json", action="store_true", help="print the manifest as JSON instead of the summary")
+    run.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs and full tracebacks")
+    return p
+
+
+def summary(m: dict[str, Any]) -> str:
+    """A few lines a person reads after a run."""
+    ing, tr, cl, ge = m["summary"]["ingest"], m["metrics"]["train"], m["metrics"]["cluster"], m["metrics"]["generate"]
+    n, T, C = m["summary"]["windows"]["shape"]
+    lines = [
+        f"run {m['run_id']}",
+        f"  data      {m['data']}",
+        f"  ingest    {ing['rows_in']} rows in, {ing['series']} series, {len(ing['channels'])} channels, {ing['gaps_filled']} gaps filled",
+        f"  windows   {n} windows of {T} steps x {C} channels",
+        f"  train     {tr['epochs']} epochs on {tr['device']}, final loss train {tr['train_loss']:.4f} / validation {tr['val_loss']:.4f}"
+        f" (best {tr['best_val_loss']:.4f} at epoch {tr['best_epoch']})",
+        f"  cluster   k={cl['k']}, sizes {cl['sizes']}, silhouette {cl['silhouette']:.3f}, Davies-Bouldin {cl['davies_bouldin']:.3f}"
+        + (f", ARI {cl['ari']:.3f}, NMI {cl['nmi']:.3f}" if "ari" in cl else ""),
+        f"  generate  {m['stages']['generate']['rows']} synthetic rows ({ge['n']} series, method {ge['method']})"
+        + (f", marginal {ge['marginal']:.3f} (real floor {ge['marginal_real_floor']:.3f})" if "marginal" in ge else ""),
+        f"  manifest  {m['manifest_uri']}",
+    ]
+    return "\n".join(lines)
+
+
+class _DropUserErrors(logging.Filter):
+    """The CLI prints input and config errors as one line; drop Prefect's tracebacks of them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from tsatlas.errors import TsatlasError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, TsatlasError):
+            return False
+        msg = record.getMessage()
+        return not any(f"{name}(" in msg or f"{name}:" in msg for name in ("InputError", "ConfigError", "StorageError"))
+
+
+def _quiet_prefect() -> None:
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logging.getLogger(name).addFilter(_DropUserErrors())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tsatlas.config import load_config
+    from tasks.ingest import BUNDLED_DATA, fingerprint, resolve_data
+
+    cfg = load_config(args.config, args.sets, args.seed)
+    data = resolve_data(args.data or BUNDLED_DATA)
+    fingerprint(data)  # fail fast on a missing file, before Prefect starts
+    from flows.pipeline import atlas
+
+    if not args.verbose:
+        _quiet_prefect()
+    manifest = atlas(data=data, root=args.root, ingest=cfg.ingest, windows=cfg.windows, train=cfg.train,
+                     cluster=cfg.cluster, generate=cfg.generate, seed=cfg.seed)
+    print(json.dumps(manifest, indent=2) if args.json else summary(manifest))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if not args.verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from tsatlas.errors import TsatlasError
+
+    try:
+        return {"run": cmd_run}[args.command](args)
+    except TsatlasError as e:
+        if args.verbose:
+            raise
+        print(f"tsatlas: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tsatlas: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The atlas flow: ingest -> windows -> train -> embed -> cluster -> generate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from tasks.cluster import cluster_task
+from tasks.embed import embed_task
+from tasks.generate import generate_task
+from tasks.ingest import BUNDLED_DATA, resolve_data, ingest_task
+from tasks.manifest import manifest_task, new_run_id
+from tasks.train import train_task
+from tasks.windows import windows_task
+from tsatlas.config import ClusterConfig, GenerateConfig, IngestConfig, PipelineConfig, TrainConfig, WindowsConfig
+
+
+@flow(name="atlas", log_prints=True)
+def atlas(
+    data: str = BUNDLED_DATA,
+    root: str = "./artifacts",
+    ingest: IngestConfig = IngestConfig(),
+    windows: WindowsConfig = WindowsConfig(),
+    train: TrainConfig = TrainConfig(),
+    cluster: ClusterConfig = ClusterConfig(),
+    generate: GenerateConfig = GenerateConfig(),
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Learn an atlas of the series in `data`: windows, a recurrent autoencoder, K-means
+    clusters of its embeddings, and synthetic series per cluster.
+
+    Args:
+        data: CSV or Parquet file (path or fsspec URL), long or wide table.
+        root: artifact store root (local folder or fsspec URL such as s3://bucket/prefix).
+        ingest, windows, train, cluster, generate: one config section per stage.
+        seed: seed for every random step.
+
+    Returns:
+        The run manifest (also written to <root>/runs/<run_id>/manifest.json).
+    """
+    run_id = new_run_id()
+    data = resolve_data(data)
+    ing = ingest_task(data, root, ingest)
+    win = windows_task(ing, root, windows)
+    model = train_task(win, root, train, seed)
+    emb = embed_task(win, model, root, train.device)
+    clu = cluster_task(emb, root, cluster, seed)
+    syn = generate_task(win, model, emb, clu, root, generate, seed, train.device)
+    config = PipelineConfig(ingest=ingest, windows=windows, train=train, cluster=cluster, generate=generate, seed=seed)
+    refs = {"ingest": ing, "windows": win, "train": model, "embed": emb, "cluster": clu, "generate": syn}
+    return manifest_task(root, run_id, data, config, refs)

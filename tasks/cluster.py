@@ -1,0 +1,109 @@
+"""Cluster: K-means on standardised embeddings, k given or chosen by silhouette;
+assignments per window and per series (its mean embedding), and centroids."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from prefect import task
+from sklearn.cluster import KMeans
+from sklearn.metrics import silhouette_score
+from sklearn.preprocessing import StandardScaler
+
+from tasks.common import STAGE_TASK, logger, open_store
+from tasks.embed import load_embeddings
+from tsatlas.config import ClusterConfig
+from tsatlas.errors import ConfigError
+from tsatlas.metrics import agreement, clustering_scores
+from tsatlas.storage import code_version, digest
+from tsatlas.tables import fixed_list
+
+
+@dataclass
+class Clustering:
+    k: int
+    labels: np.ndarray          # (n,) cluster per window
+    distance: np.ndarray        # (n,) distance to its centroid, in standardised z units
+    series_labels: np.ndarray   # (S,)
+    series_distance: np.ndarray
+    centroids: np.ndarray       # (k, D) in z units (not standardised)
+    scores_by_k: dict[int, float]
+    metrics: dict[str, float]
+
+
+def _kmeans(k: int, seed: int) -> KMeans:
+    return KMeans(n_clusters=k, n_init=10, random_state=seed)
+
+
+def choose_k(Zs: np.ndarray, k_min: int, k_max: int, sample: int, seed: int) -> tuple[int, dict[int, float]]:
+    """The k in k_min..k_max with the best silhouette on a seeded sample of the standardised Z."""
+    scores = {}
+    for k in range(k_min, min(k_max, len(Zs) - 1) + 1):
+        labels = _kmeans(k, seed).fit_predict(Zs)
+        scores[k] = float(silhouette_score(Zs, labels, sample_size=min(sample, len(Zs)), random_state=seed))
+    return max(scores, key=scores.__getitem__), scores
+
+
+def cluster_embeddings(Z: np.ndarray, Z_series: np.ndarray, cfg: ClusterConfig, seed: int = 0,
+                       series_truth: np.ndarray | None = None) -> Clustering:
+    """K-means on standardised window embeddings; series are assigned by their mean embedding.
+
+    Args:
+        Z: (n, D) window embeddings. Z_series: (S, D) series embeddings.
+        series_truth: (S,) known labels, used only for ARI/NMI.
+    """
+    n = len(Z)
+    if cfg.k != "auto" and cfg.k > n:
+        raise ConfigError(f"cluster.k={cfg.k} exceeds the number of windows ({n})")
+    if n < 3:
+        raise ConfigError(f"only {n} windows: too few to cluster (shorten windows.stride or windows.length)")
+    scaler = StandardScaler().fit(Z)
+    Zs = scaler.transform(Z)
+    if cfg.k == "auto":
+        k, scores = choose_k(Zs, cfg.k_min, cfg.k_max, cfg.sample, seed)
+    else:
+        k, scores = int(cfg.k), {}
+    km = _kmeans(k, seed).fit(Zs)
+    labels = km.labels_
+    dist = np.linalg.norm(Zs - km.cluster_centers_[labels], axis=1)
+    Ss = scaler.transform(Z_series)
+    s_labels = km.predict(Ss)
+    s_dist = np.linalg.norm(Ss - km.cluster_centers_[s_labels], axis=1)
+    metrics: dict[str, Any] = {"k": k, **clustering_scores(Zs, labels, cfg.sample, seed),
+                               "sizes": np.bincount(labels, minlength=k).tolist()}
+    if series_truth is not None and len(series_truth) > 1:
+        metrics.update(agreement(series_truth, s_labels))
+    return Clustering(k, labels, dist, s_labels, s_dist, scaler.inverse_transform(km.cluster_centers_),
+                      scores, metrics)
+
+
+@task(name="cluster", **STAGE_TASK)
+def cluster_task(embed: dict[str, Any], root: str, cfg: ClusterConfig, seed: int = 0,
+                 storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Cluster the embeddings; skipped when already done."""
+    store = open_store(root, storage_options)
+    key = digest("cluster", embed["sha256"], cfg.model_dump(), seed, code_version())
+    if (ref := store.stage_done("cluster", key)) is not None:
+        return ref
+    wins, Z, series, Zs = load_embeddings(store, embed)
+    truth = series["label"].to_numpy() if "label" in series and series["label"].notna().all() else None
+    c = cluster_embeddings(Z, Zs, cfg, seed, truth)
+    prefix = f"stages/cluster/{key}"
+    files = {
+        "windows.parquet": store.put_table(f"{prefix}/windows.parquet", pa.table({
+            "window_id": pa.array(wins["window_id"].to_numpy()), "series_id": pa.array(wins["series_id"].astype(str).to_numpy()),
+            "cluster": pa.array(c.labels.astype(np.int32)), "distance": pa.array(c.distance)})),
+        "series.parquet": store.put_table(f"{prefix}/series.parquet", pa.table({
+            "series_id": pa.array(series["series_id"].astype(str).to_numpy()),
+            "cluster": pa.array(c.series_labels.astype(np.int32)), "distance": pa.array(c.series_distance)})),
+        "centroids.parquet": store.put_table(f"{prefix}/centroids.parquet", pa.table({
+            "cluster": pa.array(np.arange(c.k, dtype=np.int32)), "size": pa.array(np.bincount(c.labels, minlength=c.k)),
+            "z": fixed_list(c.centroids)})),
+    }
+    if c.scores_by_k:
+        c.metrics["silhouette_by_k"] = {str(k): round(v, 4) for k, v in c.scores_by_k.items()}
+    logger().info("cluster: k=%d sizes %s silhouette %.3f", c.k, c.metrics["sizes"], c.metrics["silhouette"])
+    return store.finish_stage("cluster", key, files, "windows.parquet", len(c.labels), metrics=c.metrics)

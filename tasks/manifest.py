@@ -1,0 +1,53 @@
+"""The run manifest: what every stage wrote, with checksums, the resolved config and metrics."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from prefect import task
+
+from tasks.common import STAGE_TASK, open_store
+from tsatlas.config import PipelineConfig
+from tsatlas.storage import check_key, code_version
+
+STAGES = ("ingest", "windows", "train", "embed", "cluster", "generate")
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time plus the Prefect flow run id (or a random one outside a flow)."""
+    try:
+        from prefect.runtime import flow_run
+        rid = str(flow_run.id or "") or uuid.uuid4().hex
+    except ImportError:  # pragma: no cover
+        rid = uuid.uuid4().hex
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{rid.replace('-', '')[:8]}"
+
+
+def build_manifest(run_id: str, data: str, config: PipelineConfig, refs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    stages = {s: {k: refs[s][k] for k in ("uri", "sha256", "rows", "key")} | {"files": refs[s]["files"]} for s in STAGES}
+    return {
+        "run_id": run_id,
+        "flow": "atlas",
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "data": data,
+        "config": config.model_dump(mode="json"),
+        "code_version": code_version(),
+        "stages": stages,
+        "summary": {"ingest": refs["ingest"]["info"], "windows": {"shape": refs["windows"]["shape"]},
+                    "embed": {"anomaly_threshold": refs["embed"]["threshold"]}},
+        "metrics": {s: refs[s]["metrics"] for s in ("train", "cluster", "generate")},
+    }
+
+
+@task(name="manifest", **STAGE_TASK)
+def manifest_task(root: str, run_id: str, data: str, config: PipelineConfig, refs: dict[str, dict[str, Any]],
+                  storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write runs/<run_id>/manifest.json last, so a manifest exists only for a run whose stages all finished."""
+    store = open_store(root, storage_options)
+    manifest = build_manifest(run_id, data, config, refs)
+    key = check_key(f"runs/{run_id}/manifest.json")
+    store.put_json(key, manifest)
+    manifest["manifest_uri"] = store.uri(key)
+    return manifest

@@ -1,0 +1,87 @@
+"""Train: fit the recurrent autoencoder on the windows, checkpointing every epoch to the
+store so that a retried (or re-run) task resumes where it stopped."""
+
+from __future__ import annotations
+
+import gc
+import io
+import pickle
+import time
+from typing import Any
+
+import pyarrow as pa
+import torch
+from prefect import task
+
+from tasks.common import STAGE_TASK, logger, open_store
+from tasks.windows import load_windows
+from tsatlas.autoencoder import RNNAutoencoder
+from tsatlas.config import TrainConfig
+from tsatlas.errors import StorageError
+from tsatlas.storage import Store, code_version, digest
+
+
+def make_estimator(cfg: TrainConfig, seed: int) -> RNNAutoencoder:
+    return RNNAutoencoder(**cfg.model_dump(), random_state=seed)
+
+
+def load_checkpoint(store: Store, key: str) -> dict[str, Any] | None:
+    """The last epoch checkpoint, read with weights_only=True: a pickle that is more than
+    tensors and plain values is refused, never run."""
+    if not store.exists(key):
+        return None
+    data = store.get_bytes(key)
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        raise StorageError(f"{store.uri(key)}: refused to load checkpoint (not a plain state dict: "
+                           f"{str(e).splitlines()[0][:160]}); delete it to train from scratch") from None
+
+
+def load_model(store: Store, ref: dict[str, Any], device: str = "auto") -> RNNAutoencoder:
+    data = store.read_stage_bytes(ref, "model.pt")
+    try:
+        return RNNAutoencoder.from_bytes(data, device=device)
+    except (pickle.UnpicklingError, RuntimeError) as e:
+        raise StorageError(f"{ref['uri']}: refused to load model weights ({str(e).splitlines()[0][:160]})") from None
+
+
+@task(name="train", **STAGE_TASK)
+def train_task(windows: dict[str, Any], root: str, cfg: TrainConfig, seed: int = 0,
+               storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fit the autoencoder; resumes from the stage's last checkpoint; skipped when already done."""
+    store = open_store(root, storage_options)
+    key = digest("train", windows["sha256"], cfg.model_dump(), seed, code_version())
+    if (ref := store.stage_done("train", key)) is not None:
+        return ref
+    gc.collect()
+    if torch.cuda.is_available():  # a failed attempt's tensors stay in CUDA's cache otherwise
+        torch.cuda.empty_cache()
+    log = logger()
+    ckpt_key = f"stages/train/{key}/checkpoint.pt"
+    resume = load_checkpoint(store, ckpt_key)
+    if resume is not None:
+        log.info("train: resuming from checkpoint after epoch %d", int(resume["epoch"]) + 1)
+    w, _, _ = load_windows(store, windows)
+
+    def on_epoch(state: dict[str, Any]) -> None:
+        h = state["history"][-1]
+        log.info("train: epoch %d/%d  train %.5f  val %.5f  (%.2fs)", h["epoch"], cfg.epochs,
+                 h["train_loss"], h["val_loss"], h["seconds"])
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        store.put_bytes(ckpt_key, buf.getvalue())
+
+    t0 = time.perf_counter()
+    ae = make_estimator(cfg, seed).fit(w.X, resume=resume, on_epoch=on_epoch)
+    seconds = time.perf_counter() - t0
+    hist = ae.history_
+    files = {
+        "model.pt": store.put_bytes(f"stages/train/{key}/model.pt", ae.to_bytes()),
+        "history.parquet": store.put_table(f"stages/train/{key}/history.parquet", pa.Table.from_pylist(hist)),
+    }
+    best = min(hist, key=lambda h: h["val_loss"])
+    metrics = {"epochs": len(hist), "train_loss": hist[-1]["train_loss"], "val_loss": hist[-1]["val_loss"],
+               "best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "device": str(ae.device_),
+               "resumed_from_epoch": int(resume["epoch"]) + 1 if resume else 0, "seconds": round(seconds, 2)}
+    return store.finish_stage("train", key, files, "model.pt", len(hist), metrics=metrics)

@@ -1,0 +1,181 @@
+"""Windows: cut each series into fixed-length windows and standardise them.
+
+Output: windows.parquet, one row per window: `window_id`, `series_id`, `start`,
+`values` (T*C float32), and the `loc`/`scale` (C each) that turn the standardised values
+back into original units, plus `label` when the input had one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+from prefect import task
+
+from tasks.common import STAGE_TASK, logger, open_store
+from tsatlas.config import WindowsConfig
+from tsatlas.errors import InputError
+from tsatlas.storage import Store, code_version, digest
+from tsatlas.tables import fixed_list, from_fixed_list, meta, with_meta
+
+
+@dataclass
+class Windows:
+    """Standardised windows and what is needed to undo the scaling.
+
+    X: (n, T, C) float32 standardised values; loc, scale: (n, C); series: (n,) index into
+    `series_ids`; start: (n,) row offset of the first step inside its series.
+    """
+
+    X: np.ndarray
+    loc: np.ndarray
+    scale: np.ndarray
+    series: np.ndarray
+    start: np.ndarray
+    series_ids: np.ndarray
+
+    def original_units(self) -> np.ndarray:
+        return self.X * self.scale[:, None, :] + self.loc[:, None, :]
+
+
+def window_starts(bounds: np.ndarray, length: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row offsets of every window start, never crossing a series boundary.
+
+    Args:
+        bounds: (S+1,) row offsets; series s occupies rows bounds[s]:bounds[s+1].
+
+    Returns:
+        (starts, series index) arrays, one entry per window.
+    """
+    lens = np.diff(bounds)
+    counts = np.where(lens >= length, (lens - length) // stride + 1, 0)
+    series = np.repeat(np.arange(len(lens)), counts)
+    first = np.repeat(bounds[:-1], counts)
+    # position of each window within its series: 0, 1, 2, ... restarting per series
+    within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return first + within * stride, series
+
+
+def cut(values: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """(N, C) rows -> (n, length, C) windows beginning at `starts`: one gather, no Python loop."""
+    view = np.lib.stride_tricks.sliding_window_view(values, (length, values.shape[1]))[:, 0]  # (N-T+1, T, C) view
+    return np.ascontiguousarray(view[starts], dtype=np.float32)
+
+
+def scaler(values: np.ndarray, bounds: np.ndarray, X: np.ndarray, series: np.ndarray,
+           scope: Literal["global", "series", "window", "none"]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-window (loc, scale), each (n, C), computed over all rows, each series, or each window."""
+    n, _, C = X.shape
+    if scope == "none":
+        return np.zeros((n, C), np.float32), np.ones((n, C), np.float32)
+    if scope == "window":
+        loc, sd = X.mean(axis=1, dtype=np.float64), X.std(axis=1, dtype=np.float64)
+    elif scope == "global":
+        loc = np.broadcast_to(values.mean(axis=0), (n, C))
+        sd = np.broadcast_to(values.std(axis=0), (n, C))
+    else:  # series: sums over each series' rows with reduceat
+        lens = np.diff(bounds)[:, None]
+        s1 = np.add.reduceat(values, bounds[:-1], axis=0)
+        s2 = np.add.reduceat(values * values, bounds[:-1], axis=0)
+        mean = s1 / lens
+        var = np.maximum(s2 / lens - mean**2, 0.0)
+        loc, sd = mean[series], np.sqrt(var)[series]
+    sd = np.where(sd > 1e-8 * np.maximum(np.abs(loc), 1.0), sd, 1.0)  # constant channel: leave unscaled
+    return loc.astype(np.float32), sd.astype(np.float32)
+
+
+def make_windows(values: np.ndarray, bounds: np.ndarray, series_ids: np.ndarray, cfg: WindowsConfig,
+                 source: str = "input") -> tuple[Windows, list[str]]:
+    """Cut and standardise.
+
+    Args:
+        values: (N, C) rows of all series, each series contiguous and time-ordered.
+        bounds: (S+1,) row offsets of the series.
+        series_ids: (S,) names, for messages.
+
+    Returns:
+        The windows, and warnings about series skipped for being shorter than a window.
+    """
+    lens = np.diff(bounds)
+    short = np.flatnonzero(lens < cfg.length)
+    if len(short) == len(lens):
+        raise InputError(
+            f"{source}: every series is shorter than windows.length={cfg.length} "
+            f"(longest has {int(lens.max()) if len(lens) else 0} steps)"
+        )
+    warnings = [f"series {series_ids[i]!r} has {int(lens[i])} steps, fewer than windows.length={cfg.length}: skipped" for i in short]
+    starts, series = window_starts(bounds, cfg.length, cfg.stride)
+    X = cut(values, starts, cfg.length)
+    loc, scale = scaler(values, bounds, X, series, cfg.scale)
+    X -= loc[:, None, :]
+    X /= scale[:, None, :]
+    return Windows(X, loc, scale, series, starts - bounds[series], np.asarray(series_ids)), warnings
+
+
+def to_table(w: Windows, timestamps: pa.Array | None, bounds: np.ndarray, channels: list[str], scope: str,
+             labels: np.ndarray | None = None) -> pa.Table:
+    """Windows -> the windows.parquet table (one row per window)."""
+    n, T, C = w.X.shape
+    cols: dict[str, Any] = {
+        "window_id": pa.array(np.arange(n, dtype=np.int64)),
+        "series_id": pa.array(w.series_ids[w.series].astype(str)),
+        "start": timestamps.take(pa.array(bounds[w.series] + w.start)) if timestamps is not None else pa.array(w.start),
+        "values": fixed_list(w.X),
+        "loc": fixed_list(w.loc),
+        "scale": fixed_list(w.scale),
+    }
+    if labels is not None:
+        cols["label"] = pa.array(labels[w.series].astype(str))
+    return with_meta(pa.table(cols), length=T, channels=",".join(channels), scale=scope)
+
+
+def from_table(table: pa.Table) -> tuple[Windows, list[str]]:
+    """The windows.parquet table -> Windows and channel names."""
+    T = int(meta(table, "length"))
+    channels = meta(table, "channels").split(",")
+    C = len(channels)
+    sid = table.column("series_id").to_numpy(zero_copy_only=False).astype(str)
+    series_ids, series = np.unique(sid, return_inverse=True)
+    w = Windows(
+        X=from_fixed_list(table.column("values"), (T, C)),
+        loc=from_fixed_list(table.column("loc"), (C,)),
+        scale=from_fixed_list(table.column("scale"), (C,)),
+        series=series,
+        start=np.zeros(len(sid), np.int64),
+        series_ids=series_ids,
+    )
+    return w, channels
+
+
+def load_windows(store: Store, ref: dict[str, Any]) -> tuple[Windows, list[str], pa.Table]:
+    """Read a windows stage output; the table keeps ids, starts and labels."""
+    table = store.read_stage_table(ref, "windows.parquet")
+    w, channels = from_table(table)
+    return w, channels, table.drop_columns(["values", "loc", "scale"])
+
+
+@task(name="windows", **STAGE_TASK)
+def windows_task(ingested: dict[str, Any], root: str, cfg: WindowsConfig,
+                 storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Cut the ingested series into standardised windows; skipped when already done."""
+    store = open_store(root, storage_options)
+    key = digest("windows", ingested["sha256"], cfg.model_dump(), code_version())
+    if (ref := store.stage_done("windows", key)) is not None:
+        return ref
+    table = store.read_stage_table(ingested, "series.parquet")
+    channels = ingested["info"]["channels"]
+    values = np.column_stack([table.column(c).to_numpy() for c in channels])  # (N, C) float64
+    sid = table.column("series_id").to_numpy(zero_copy_only=False).astype(str)
+    bounds = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1], True])
+    labels = table.column("label").to_numpy(zero_copy_only=False)[bounds[:-1]] if "label" in table.column_names else None
+    w, warnings = make_windows(values, bounds, sid[bounds[:-1]], cfg, source=ingested["uri"])
+    for msg in warnings:
+        logger().warning("windows: %s", msg)
+    out = to_table(w, table.column("timestamp").combine_chunks(), bounds, channels, cfg.scale, labels)
+    sha = store.put_table(f"stages/windows/{key}/windows.parquet", out)
+    n, T, C = w.X.shape
+    logger().info("windows: %d windows of %d steps x %d channels", n, T, C)
+    return store.finish_stage("windows", key, {"windows.parquet": sha}, "windows.parquet", n,
+                              shape=[n, T, C], channels=channels, skipped_series=len(warnings))

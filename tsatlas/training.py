@@ -1,0 +1,137 @@
+"""One generic training loop for the networks in nn.py; returns (model, history).
+
+The whole training set lives on the device as one tensor and batches are index slices of
+it: windows are small, and this keeps a GPU busy without DataLoader worker overhead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+LossFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """auto: CUDA when available, else CPU."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device=cuda but torch sees no CUDA device")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA cards that support it; a no-op elsewhere."""
+    use = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use)
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loss_fn: LossFn, X: torch.Tensor, batch_size: int) -> float:
+    model.eval()
+    total = 0.0
+    for i in range(0, len(X), batch_size):
+        xb = X[i:i + batch_size]
+        with autocast(X.device):
+            total += float(loss_fn(model, xb)) * len(xb)
+    return total / max(len(X), 1)
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: LossFn,
+    X_train: torch.Tensor,
+    X_val: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float = 0.0,
+    patience: int = 5,
+    clip_norm: float = 1.0,
+    seed: int = 0,
+    device: torch.device | None = None,
+    resume: dict[str, Any] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[nn.Module, list[dict[str, float]]]:
+    """AdamW with gradient clipping, plateau LR decay and early stopping on validation loss.
+
+    Args:
+        loss_fn: (model, batch) -> scalar loss.
+        X_train, X_val: (n, ...) tensors; moved to `device` once.
+        resume: a checkpoint dict that `on_epoch` received earlier; training continues after its epoch.
+        on_epoch: called after every epoch with a checkpoint dict (tensors and plain values only,
+            so it can be saved and loaded with torch.load(weights_only=True)).
+
+    Returns:
+        The model holding the best validation weights, and one history row per epoch.
+    """
+    device = device or pick_device()
+    model.to(device)
+    Xt, Xv = to_device(X_train, device), to_device(X_val, device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, patience // 2))
+    gen = torch.Generator().manual_seed(seed)
+    history: list[dict[str, float]] = []
+    best_val, best_state, since_best, start = math.inf, None, 0, 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        gen.set_state(resume["generator"])
+        history = [dict(h) for h in resume["history"]]
+        best_val, best_state, since_best = resume["best_val"], resume["best_model"], resume["since_best"]
+        start = int(resume["epoch"]) + 1
+        log.info("resuming at epoch %d of %d", start + 1, epochs)
+
+    for epoch in range(start, epochs):
+        if since_best >= patience:
+            break
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(len(Xt), generator=gen).to(device)
+        total = 0.0
+        for i in range(0, len(Xt), batch_size):
+            xb = Xt[perm[i:i + batch_size]]
+            with autocast(device):
+                loss = loss_fn(model, xb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+            opt.step()
+            total += loss.detach() * len(xb)  # stays on the device: no sync per step
+        train_loss = float(total) / len(Xt)
+        val_loss = evaluate(model, loss_fn, Xv, max(batch_size, 256)) if len(Xv) else train_loss
+        sched.step(val_loss)
+        if val_loss < best_val - 1e-7:
+            best_val, since_best = val_loss, 0
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            since_best += 1
+        row = {"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss,
+               "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+        history.append(row)
+        log.debug("epoch %d/%d train %.5f val %.5f (%.2fs)", epoch + 1, epochs, train_loss, val_loss, row["seconds"])
+        if on_epoch is not None:
+            on_epoch({
+                "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "generator": gen.get_state(), "history": history,
+                "best_val": best_val, "best_model": best_state, "since_best": since_best,
+            })
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return model, history
+

@@ -208,7 +208,7 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
     if step <= 0:
         raise InputError(f"{source}: cannot infer a positive time step from column {cfg.time_column!r}")
 
-    vals = long[channels].to_numpy(np.float64)
+    vals = np.array(long[channels].to_numpy(np.float64), copy=True)
     vals[~np.isfinite(vals)] = np.nan
     parts_id, parts_t, parts_v, labels = [], [], [], []
     filled = 0

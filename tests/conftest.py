@@ -1,0 +1,59 @@
+"""Shared fixtures: a quiet temporary Prefect home, the Prefect test harness (one per
+session: it starts a real local API on SQLite), and tiny seeded datasets."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+_HOME = tempfile.mkdtemp(prefix="tsatlas-prefect-home-")
+os.environ["PREFECT_HOME"] = _HOME
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+# Small enough to train in seconds on two CPU cores.
+TINY = {
+    "windows": {"length": 16, "stride": 8},
+    "train": {"hidden": 8, "latent": 4, "epochs": 3, "batch_size": 32, "patience": 2},
+    "cluster": {"k": 2},
+    "generate": {"n": 12},
+}
+
+
+def make_long(n_series: int = 6, steps: int = 160, channels: int = 2, seed: int = 0, label: bool = True,
+              freq: str | None = "1h") -> pd.DataFrame:
+    """Two kinds of series (slow sine, fast square wave) with noise; label says which."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(steps)
+    rows = []
+    for s in range(n_series):
+        kind = s % 2
+        base = np.sin(2 * np.pi * t / 40) if kind == 0 else np.sign(np.sin(2 * np.pi * t / 10))
+        df = pd.DataFrame({"series_id": f"s{s}",
+                           "timestamp": pd.date_range("2024-01-01", periods=steps, freq=freq, tz="UTC") if freq else t})
+        for c in range(channels):
+            df[f"ch{c}"] = (c + 1) * base + 0.1 * rng.standard_normal(steps) + 10 * c
+        if label:
+            df["label"] = "sine" if kind == 0 else "square"
+        rows.append(df)
+    return pd.concat(rows, ignore_index=True)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture
+def tiny_csv(tmp_path):
+    path = tmp_path / "tiny.csv"
+    make_long().to_csv(path, index=False)
+    return str(path)

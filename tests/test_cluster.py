@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+
+from tasks.cluster import cluster_embeddings
+from tsatlas.config import ClusterConfig
+from tsatlas.errors import ConfigError
+
+
+def _blobs(k=3, per=40, D=4, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 10, (k, D))
+    Z = np.concatenate([c + rng.normal(0, 0.5, (per, D)) for c in centers])
+    return Z, np.repeat(np.arange(k), per)
+
+
+def test_labels_are_the_nearest_centroid_and_auto_finds_k():
+    Z, truth = _blobs()
+    c = cluster_embeddings(Z, Z[::40], ClusterConfig(k="auto", k_min=2, k_max=6))
+    assert c.k == 3 and c.metrics["sizes"] == [40, 40, 40]
+    Zs = (Z - Z.mean(0)) / Z.std(0)
+    Cs = (c.centroids - Z.mean(0)) / Z.std(0)
+    nearest = np.argmin(((Zs[:, None] - Cs[None]) ** 2).sum(-1), axis=1)
+    np.testing.assert_array_equal(c.labels, nearest)
+    np.testing.assert_allclose(c.distance, np.sqrt(((Zs - Cs[c.labels]) ** 2).sum(1)), rtol=1e-6)
+    assert c.metrics["silhouette"] > 0.8
+
+
+def test_series_agreement_with_labels():
+    Z, truth = _blobs(k=2, per=30)
+    series_z = np.stack([Z[i:i + 10].mean(0) for i in range(0, 60, 10)])
+    series_truth = np.array(["a", "a", "a", "b", "b", "b"])
+    c = cluster_embeddings(Z, series_z, ClusterConfig(k=2), series_truth=series_truth)
+    assert c.metrics["ari"] == pytest.approx(1.0) and c.metrics["nmi"] == pytest.approx(1.0)
+
+
+def test_k_larger_than_windows_is_an_error():
+    Z, _ = _blobs(per=2)
+    with pytest.raises(ConfigError, match=r"cluster\.k=10 exceeds the number of windows \(6\)"):
+        cluster_embeddings(Z, Z, ClusterConfig(k=10))

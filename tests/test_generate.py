@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+
+from tasks.generate import allocate, sample_latent, series_table, to_original_units
+from tasks.windows import Windows
+from tsatlas.metrics import autocorrelation_distance, generation_scores, marginal_distance
+
+
+@pytest.mark.parametrize("sizes,n", [([10, 30, 60], 100), ([1, 1, 1], 7), ([5, 0, 5], 3)])
+def test_allocate_is_proportional_and_exact(sizes, n):
+    counts = allocate(np.array(sizes), n)
+    assert counts.sum() == n
+    assert np.all(np.abs(counts - n * np.array(sizes) / sum(sizes)) < 1)
+
+
+def test_latent_samples_stay_near_their_cluster():
+    rng = np.random.default_rng(0)
+    Z = np.concatenate([rng.normal(-5, 0.1, (50, 2)), rng.normal(5, 0.1, (50, 2))])
+    labels = np.repeat([0, 1], 50)
+    z, cl = sample_latent(Z, labels, np.array([3, 7]), components=2, seed=0)
+    assert np.bincount(cl).tolist() == [3, 7]
+    assert np.all(np.sign(z[:, 0]) == np.where(cl == 0, -1, 1))
+
+
+def test_original_units_and_series_table():
+    n, T, C = 6, 5, 2
+    w = Windows(X=np.zeros((n, T, C), np.float32), loc=np.full((n, C), 100.0, np.float32),
+                scale=np.full((n, C), 2.0, np.float32), series=np.zeros(n, int), start=np.zeros(n, int),
+                series_ids=np.array(["a"]))
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    Xs = np.ones((4, T, C), np.float32)
+    X = to_original_units(Xs, np.array([0, 1, 1, 0]), w, labels, seed=0)
+    np.testing.assert_allclose(X, 102.0)
+    df = series_table(X, np.array([0, 1, 1, 0]), ["u", "v"])
+    assert list(df.columns) == ["series_id", "timestamp", "u", "v", "cluster"] and len(df) == 4 * T
+    assert df.groupby("series_id")["cluster"].nunique().eq(1).all()
+    assert df["series_id"].iloc[0].startswith("syn-c0-")
+
+
+def test_generation_metrics_known_answers():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, (300, 20, 2)), rng.normal(0, 1, (300, 20, 2))
+    assert marginal_distance(a, b) < 0.05
+    assert marginal_distance(a, b + 3) == pytest.approx(3, abs=0.05)
+    t = np.arange(20)
+    smooth = np.sin(t / 3 + rng.uniform(0, 6, (300, 1)))[..., None]
+    assert autocorrelation_distance(a[..., :1], b[..., :1]) < 0.05
+    assert autocorrelation_distance(smooth, a[..., :1]) > 0.2
+    s = generation_scores(a, b)
+    assert s["marginal"] < 0.05 and s["marginal_real_floor"] < 0.05

@@ -1,0 +1,108 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from tasks.ingest import gap_runs, ingest_table
+from tsatlas.config import IngestConfig
+from tsatlas.errors import InputError
+
+from conftest import make_long
+
+
+def _write(df, path):
+    if str(path).endswith(".parquet"):
+        df.to_parquet(path, index=False)
+    else:
+        df.to_csv(path, index=False)
+    return str(path)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_long_table_sorted_regular(tmp_path, suffix):
+    df = make_long(n_series=3, steps=50).sample(frac=1, random_state=0)  # shuffled rows
+    out = ingest_table(_write(df, tmp_path / f"d.{suffix}"), IngestConfig())
+    f = out.frame
+    assert out.channels == ["ch0", "ch1"] and out.info["series"] == 3 and len(f) == 150
+    assert list(f.columns) == ["series_id", "timestamp", "ch0", "ch1", "label"]
+    for _, g in f.groupby("series_id"):
+        assert (g["timestamp"].diff().dropna() == pd.Timedelta("1h")).all()
+    exp = df.sort_values(["series_id", "timestamp"])["ch1"].to_numpy()
+    np.testing.assert_allclose(f["ch1"].to_numpy(), exp)
+
+
+def test_wide_table_and_integer_steps(tmp_path):
+    wide = pd.DataFrame({"step": np.arange(30), "a": np.arange(30.0), "b": -np.arange(30.0)})
+    out = ingest_table(_write(wide, tmp_path / "w.csv"), IngestConfig(time_column="step"))
+    assert out.channels == ["value"] and sorted(out.frame["series_id"].unique()) == ["a", "b"]
+    assert out.frame["timestamp"].dtype == np.int64
+    np.testing.assert_allclose(out.frame.loc[out.frame.series_id == "b", "value"], -np.arange(30.0))
+
+
+def test_single_series_without_time_column(tmp_path):
+    df = pd.DataFrame({"Open": np.arange(10.0), "Close": np.arange(10.0) + 1})
+    out = ingest_table(_write(df, tmp_path / "stock.csv"), IngestConfig(layout="single"))
+    assert out.channels == ["Open", "Close"] and out.frame["series_id"].unique().tolist() == ["stock"]
+
+
+def test_short_gaps_filled_by_interpolation(tmp_path):
+    df = make_long(n_series=1, steps=20, channels=1, label=False)
+    df = df.drop(index=[5, 6])            # two missing steps
+    df.loc[10, "ch0"] = np.nan            # one blank value
+    out = ingest_table(_write(df, tmp_path / "g.csv"), IngestConfig(max_gap=2))
+    assert len(out.frame) == 20 and out.info["gaps_filled"] == 3
+    v = out.frame["ch0"].to_numpy()
+    assert v[5] == pytest.approx(v[4] + (v[7] - v[4]) / 3)
+    assert v[10] == pytest.approx((v[9] + v[11]) / 2)
+
+
+def test_long_gap_is_an_error_naming_series_and_column(tmp_path):
+    df = make_long(n_series=1, steps=20, channels=1, label=False)
+    df.loc[3:8, "ch0"] = np.inf
+    with pytest.raises(InputError, match=r"g\.csv: series 's0', column 'ch0': 6 missing or non-finite steps from .* exceed ingest\.max_gap=3"):
+        ingest_table(_write(df, tmp_path / "g.csv"), IngestConfig())
+
+
+def test_text_in_numeric_channel_names_column_row_value(tmp_path):
+    df = make_long(n_series=1, steps=10, label=False).astype({"ch1": object})
+    df.loc[4, "ch1"] = "oops"
+    with pytest.raises(InputError, match=r"t\.csv: column 'ch1', row 6: value 'oops' is not a number"):
+        ingest_table(_write(df, tmp_path / "t.csv"), IngestConfig())
+
+
+def test_duplicate_timestamps(tmp_path):
+    df = make_long(n_series=1, steps=10, label=False)
+    df = pd.concat([df, df.iloc[[3]]])
+    with pytest.raises(InputError, match="duplicate timestamp"):
+        ingest_table(_write(df, tmp_path / "d.csv"), IngestConfig())
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, "file not found"),
+    ("", "file is empty"),
+    ("series_id,timestamp,ch0\n", "no data rows"),
+    ("series_id,timestamp\ns,1\n", "no numeric channel"),
+])
+def test_unusable_files(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(InputError, match=message):
+        ingest_table(str(path), IngestConfig())
+
+
+def test_gap_runs_against_a_loop():
+    rng = np.random.default_rng(1)
+    mask = rng.random((50, 3)) < 0.3
+    col, start, length = gap_runs(mask)
+    expected = []
+    for c in range(3):
+        r = 0
+        while r < 50:
+            if mask[r, c]:
+                s = r
+                while r < 50 and mask[r, c]:
+                    r += 1
+                expected.append((c, s, r - s))
+            else:
+                r += 1
+    assert list(zip(col.tolist(), start.tolist(), length.tolist())) == expected

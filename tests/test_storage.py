@@ -1,0 +1,43 @@
+import os
+
+import pyarrow as pa
+import pytest
+
+from tsatlas.errors import StorageError
+from tsatlas.storage import Store, check_key
+
+
+def test_atomic_write_checksum_and_table_round_trip(tmp_path):
+    s = Store(str(tmp_path / "root"))
+    sha = s.put_table("stages/x/k1/t.parquet", pa.table({"a": [1, 2, 3]}))
+    assert s.get_table("stages/x/k1/t.parquet", sha).column("a").to_pylist() == [1, 2, 3]
+    assert not [f for f in os.listdir(tmp_path / "root/stages/x/k1") if f.startswith(".tmp")]
+
+
+def test_corrupt_artifact_is_refused_with_a_clear_message(tmp_path):
+    s = Store(str(tmp_path))
+    sha = s.put_bytes("a/b.bin", b"hello")
+    with open(s.path("a/b.bin"), "r+b") as f:
+        f.write(b"J")
+    with pytest.raises(StorageError, match=r"a/b\.bin: checksum mismatch .* corrupt"):
+        s.get_bytes("a/b.bin", sha)
+
+
+def test_stage_done_marker(tmp_path):
+    s = Store(str(tmp_path))
+    assert s.stage_done("train", "abc") is None
+    sha = s.put_bytes("stages/train/abc/model.pt", b"w")
+    ref = s.finish_stage("train", "abc", {"model.pt": sha}, "model.pt", 1, metrics={"epochs": 1})
+    assert s.stage_done("train", "abc") == ref and ref["uri"].endswith("stages/train/abc/model.pt")
+    assert s.read_stage_bytes(ref, "model.pt") == b"w"
+
+
+@pytest.mark.parametrize("key", ["../x", "/etc/passwd", "runs/../../x", "a//b", "runs/a b", ""])
+def test_keys_cannot_escape_the_root(key):
+    with pytest.raises(StorageError, match="unsafe artifact key"):
+        check_key(key)
+
+
+def test_unknown_scheme_is_a_storage_error():
+    with pytest.raises(StorageError, match="cannot open store root 'nosuch://x'"):
+        Store("nosuch://x")

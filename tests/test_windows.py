@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tasks.windows import cut, from_table, make_windows, to_table, window_starts
+from tsatlas.config import WindowsConfig
+from tsatlas.errors import InputError
+
+
+def _series(lengths, C=2, seed=0):
+    rng = np.random.default_rng(seed)
+    bounds = np.r_[0, np.cumsum(lengths)]
+    return rng.normal(5, 3, (bounds[-1], C)), bounds, np.array([f"s{i}" for i in range(len(lengths))])
+
+
+def _naive(values, bounds, T, stride):
+    out = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        s = a
+        while s + T <= b:
+            out.append(values[s:s + T])
+            s += stride
+    return np.array(out, dtype=np.float32).reshape(-1, T, values.shape[1])
+
+
+@pytest.mark.parametrize("T,stride", [(4, 1), (5, 3), (7, 7), (10, 20)])
+def test_windows_match_a_naive_loop(T, stride):
+    values, bounds, ids = _series([23, 9, 40])
+    starts, series = window_starts(bounds, T, stride)
+    np.testing.assert_array_equal(cut(values, starts, T), _naive(values, bounds, T, stride))
+    assert np.all(starts + T <= bounds[series + 1])  # never crosses into the next series
+
+
+@pytest.mark.parametrize("scope", ["global", "series", "window", "none"])
+def test_scaler_round_trip_and_statistics(scope):
+    values, bounds, ids = _series([30, 50])
+    w, _ = make_windows(values, bounds, ids, WindowsConfig(length=5, stride=5, scale=scope))
+    np.testing.assert_allclose(w.original_units(), _naive(values, bounds, 5, 5), rtol=1e-5, atol=1e-4)
+    if scope == "window":
+        np.testing.assert_allclose(w.X.mean(axis=1), 0, atol=1e-5)
+        np.testing.assert_allclose(w.X.std(axis=1), 1, atol=1e-4)
+    if scope == "series":  # stride == length covers each series exactly
+        for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            np.testing.assert_allclose(w.loc[w.series == s][0], values[a:b].mean(axis=0), rtol=1e-5)
+            np.testing.assert_allclose(w.scale[w.series == s][0], values[a:b].std(axis=0), rtol=1e-4)
+
+
+def test_short_series_skipped_with_warning_all_short_is_an_error():
+    values, bounds, ids = _series([30, 3])
+    w, warnings = make_windows(values, bounds, ids, WindowsConfig(length=5, stride=5))
+    assert len(w.X) == 6 and len(warnings) == 1 and "'s1'" in warnings[0]
+    with pytest.raises(InputError, match="every series is shorter than windows.length=50"):
+        make_windows(values, bounds, ids, WindowsConfig(length=50))
+
+
+def test_table_round_trip():
+    values, bounds, ids = _series([30, 50], C=3)
+    w, _ = make_windows(values, bounds, ids, WindowsConfig(length=6, stride=4, scale="series"))
+    t = to_table(w, None, bounds, ["a", "b", "c"], "series")
+    w2, channels = from_table(t)
+    assert channels == ["a", "b", "c"]
+    np.testing.assert_array_equal(w2.X, w.X)
+    np.testing.assert_array_equal(w2.loc, w.loc)
+    np.testing.assert_array_equal(w2.series_ids[w2.series], ids[w.series])
+
+
+@settings(max_examples=60, deadline=None)
+@given(lengths=st.lists(st.integers(1, 40), min_size=1, max_size=4), T=st.integers(2, 12), stride=st.integers(1, 9),
+       C=st.integers(1, 3), scope=st.sampled_from(["global", "series", "window", "none"]),
+       scale=st.floats(1e-3, 1e6))
+def test_property_any_shape_round_trips_and_stays_finite(lengths, T, stride, C, scope, scale):
+    values, bounds, ids = _series(lengths, C)
+    values = values * scale
+    values[: min(5, len(values)), 0] = 7.0  # a constant stretch
+    if max(lengths) < T:
+        with pytest.raises(InputError):
+            make_windows(values, bounds, ids, WindowsConfig(length=T, stride=stride, scale=scope))
+        return
+    w, _ = make_windows(values, bounds, ids, WindowsConfig(length=T, stride=stride, scale=scope))
+    naive = _naive(values, bounds, T, stride)
+    assert w.X.shape == naive.shape and np.isfinite(w.X).all()
+    np.testing.assert_allclose(w.original_units(), naive, rtol=1e-4, atol=1e-4 * scale)

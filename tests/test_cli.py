@@ -1,0 +1,85 @@
+"""`tsatlas run`: the summary, --json, and bad input giving one clear line, a non-zero
+exit and no manifest."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import TINY, make_long
+from flows.cli import main
+
+SETS = [a for s, kv in TINY.items() for k, v in kv.items() for a in ("--set", f"{s}.{k}={v}")]
+
+
+def _manifests(root):
+    return [f for d, _, fs in os.walk(root) for f in fs if f == "manifest.json"]
+
+
+def test_run_prints_summary_and_json(prefect_harness, tiny_csv, tmp_path, capsys):
+    root = str(tmp_path / "art")
+    assert main(["run", "--data", tiny_csv, "--root", root, "--seed", "3", *SETS]) == 0
+    out = capsys.readouterr().out
+    for word in ("960 rows in", "6 series", "114 windows", "3 epochs", "validation", "k=2, sizes",
+                 "192 synthetic rows", "manifest.json"):
+        assert word in out
+    assert main(["run", "--data", tiny_csv, "--root", root, "--seed", "3", "--json", *SETS]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["config"]["seed"] == 3 and os.path.exists(m["manifest_uri"])
+
+
+def test_wide_parquet_with_config_file(prefect_harness, tmp_path, capsys):
+    long = make_long(n_series=4, steps=120, channels=1, label=False)
+    wide = long.pivot(index="timestamp", columns="series_id", values="ch0").reset_index()
+    data = tmp_path / "wide.parquet"
+    wide.to_parquet(data, index=False)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("windows: {length: 12, stride: 6, scale: series}\ntrain: {hidden: 8, latent: 3, epochs: 2}\n"
+                   "cluster: {k: auto, k_max: 4}\ngenerate: {n: 5}\n")
+    assert main(["run", "--data", str(data), "--root", str(tmp_path / "a"), "--config", str(cfg), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["summary"]["ingest"]["series"] == 4 and m["summary"]["windows"]["shape"][1:] == [12, 1]
+
+
+def _bad_inputs(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    nonum = tmp_path / "nonum.csv"
+    nonum.write_text("series_id,timestamp,site\na,2024-01-01,x\na,2024-01-02,y\n")
+    short = tmp_path / "short.csv"
+    make_long(n_series=2, steps=10).to_csv(short, index=False)
+    return [
+        (str(tmp_path / "missing.csv"), "missing.csv: file not found"),
+        (str(empty), "empty.csv: file is empty"),
+        (str(nonum), "nonum.csv: column 'site', row 2: value 'x' is not a number"),
+        (str(short), "every series is shorter than windows.length=16"),
+    ]
+
+
+def test_bad_input_one_line_nonzero_no_manifest(prefect_harness, tmp_path, capsys):
+    for data, message in _bad_inputs(tmp_path):
+        root = tmp_path / "art"
+        assert main(["run", "--data", data, "--root", str(root), *SETS]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"tsatlas: error: {err[-1].split('error: ', 1)[1]}"] and message in err[0], err
+        assert not _manifests(root)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--set", "train.epoch=3"], "train.epoch: unknown key"),
+    (["--set", "windows.length=zero"], "windows.length"),
+])
+def test_bad_config_names_the_key(args, message, capsys):
+    assert main(["run", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_console_script_missing_file(tmp_path):
+    """The installed command, as a user types it: one line on stderr, exit 2."""
+    r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "tsatlas"), "run", "--data", "nope.csv",
+                        "--root", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == "tsatlas: error: nope.csv: file not found"
+    assert not _manifests(tmp_path)

@@ -1,0 +1,102 @@
+"""The whole atlas flow under the Prefect test harness (a real local Prefect API)."""
+
+import json
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import TINY
+from tsatlas.config import load_config
+from tsatlas.storage import Store
+
+STAGES = ["ingest", "windows", "train", "embed", "cluster", "generate"]
+
+
+def _sets(extra=()):
+    return [f"{s}.{k}={v}" for s, kv in TINY.items() for k, v in kv.items()] + list(extra)
+
+
+def _run(data, root, extra=()):
+    from flows.pipeline import atlas
+
+    cfg = load_config(sets=_sets(extra))
+    return atlas(data=data, root=root, ingest=cfg.ingest, windows=cfg.windows, train=cfg.train,
+                 cluster=cfg.cluster, generate=cfg.generate, seed=cfg.seed)
+
+
+def test_atlas_flow_end_to_end(prefect_harness, tiny_csv, tmp_path):
+    root = str(tmp_path / "artifacts")
+    m = _run(tiny_csv, root)
+    store = Store(root)
+
+    on_disk = store.get_json(f"runs/{m['run_id']}/manifest.json")
+    assert on_disk == {k: v for k, v in m.items() if k != "manifest_uri"}
+    assert list(m["stages"]) == STAGES and m["flow"] == "atlas" and m["code_version"].startswith("0.1.0+")
+    assert m["config"]["train"]["epochs"] == 3 and m["config"]["windows"]["length"] == 16
+    for name, st in m["stages"].items():  # every artifact readable, checksum verified
+        prefix = f"stages/{name}/{st['key']}"
+        for fname, sha in st["files"].items():
+            data = store.get_bytes(f"{prefix}/{fname}", sha)
+            if fname.endswith(".parquet") and fname == st["uri"].rsplit("/", 1)[1]:
+                assert pq.read_metadata(store.path(f"{prefix}/{fname}")).num_rows == st["rows"]
+            assert len(data) > 0
+
+    # 6 series x 160 steps; windows of 16 every 8 steps -> 19 per series
+    assert m["stages"]["ingest"]["rows"] == 960
+    assert m["summary"]["windows"]["shape"] == [114, 16, 2]
+    tr, cl, ge = m["metrics"]["train"], m["metrics"]["cluster"], m["metrics"]["generate"]
+    assert tr["epochs"] == 3 and np.isfinite(tr["train_loss"]) and np.isfinite(tr["val_loss"])
+    assert cl["k"] == 2 and sum(cl["sizes"]) == 114 and {"silhouette", "davies_bouldin", "ari", "nmi"} <= set(cl)
+    assert ge["n"] == 12 and sum(ge["per_cluster"]) == 12 and "marginal" in ge
+
+    syn = store.read_stage_table(m["stages"]["generate"] | {"stage": "generate"}, "synthetic.parquet").to_pandas()
+    assert list(syn.columns) == ["series_id", "timestamp", "ch0", "ch1", "cluster"] and len(syn) == 12 * 16
+    # original units: ch1 of the input lives around 10, ch0 around 0
+    assert 5 < syn["ch1"].mean() < 15 and abs(syn["ch0"].mean()) < 3
+
+    # a second run with nothing changed reuses every stage and writes a new manifest
+    t0 = time.perf_counter()
+    m2 = _run(tiny_csv, root)
+    assert m2["run_id"] != m["run_id"]
+    assert {s: m2["stages"][s]["sha256"] for s in STAGES} == {s: m["stages"][s]["sha256"] for s in STAGES}
+    assert time.perf_counter() - t0 < 30
+
+    # changing the cluster config recomputes cluster and generate only
+    m3 = _run(tiny_csv, root, ["cluster.k=3"])
+    same = [s for s in STAGES if m3["stages"][s]["key"] == m["stages"][s]["key"]]
+    assert same == ["ingest", "windows", "train", "embed"] and m3["metrics"]["cluster"]["k"] == 3
+
+
+def test_train_failure_mid_run_resumes_from_checkpoint(prefect_harness, tiny_csv, tmp_path, monkeypatch):
+    """Raise once inside epoch 3; the task's retry must start at epoch 3, not epoch 1."""
+    import tsatlas.autoencoder as ae_mod
+    from tasks.train import train_task
+
+    monkeypatch.setattr(train_task, "retry_delay_seconds", [0, 0])
+    real_fit, real_loss = ae_mod.fit, ae_mod._mse
+    starts, armed = [], []
+
+    def recording_fit(*args, resume=None, on_epoch=None, **kw):
+        starts.append(0 if resume is None else int(resume["epoch"]) + 1)
+
+        def hook(state):
+            on_epoch(state)
+            if state["epoch"] == 1 and len(starts) == 1:  # epoch 2 is checkpointed: arm the crash
+                armed.append(True)
+
+        return real_fit(*args, resume=resume, on_epoch=hook, **kw)
+
+    def crashing_loss(model, xb):
+        if armed and model.training:
+            armed.clear()
+            raise RuntimeError("simulated crash inside epoch 3")
+        return real_loss(model, xb)
+
+    monkeypatch.setattr(ae_mod, "fit", recording_fit)
+    monkeypatch.setattr(ae_mod, "_mse", crashing_loss)
+    m = _run(tiny_csv, str(tmp_path / "a"), ["train.epochs=4", "train.patience=10"])
+    assert starts == [0, 2]  # the retry began at epoch index 2, i.e. epoch 3
+    tr = m["metrics"]["train"]
+    assert tr["epochs"] == 4 and tr["resumed_from_epoch"] == 2

@@ -21,7 +21,7 @@ TINY = {
     "windows": {"length": 16, "stride": 8},
     "train": {"hidden": 8, "latent": 4, "epochs": 3, "batch_size": 32, "patience": 2},
     "cluster": {"k": 2},
-    "generate": {"n": 12},
+    "generate": {"n": 12, "eval_iterations": 20, "eval_repeats": 1},
 }
 
 

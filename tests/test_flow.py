@@ -50,6 +50,8 @@ def test_atlas_flow_end_to_end(prefect_harness, tiny_csv, tmp_path):
     assert tr["epochs"] == 3 and np.isfinite(tr["train_loss"]) and np.isfinite(tr["val_loss"])
     assert cl["k"] == 2 and sum(cl["sizes"]) == 114 and {"silhouette", "davies_bouldin", "ari", "nmi"} <= set(cl)
     assert ge["n"] == 12 and sum(ge["per_cluster"]) == 12 and "marginal" in ge
+    assert {"mean", "std"} <= set(ge["discriminative"]) and 0 <= ge["discriminative"]["mean"] <= 0.5
+    assert ge["predictive"]["mean"] > 0
 
     syn = store.read_stage_table(m["stages"]["generate"] | {"stage": "generate"}, "synthetic.parquet").to_pandas()
     assert list(syn.columns) == ["series_id", "timestamp", "ch0", "ch1", "cluster"] and len(syn) == 12 * 16
@@ -100,3 +102,17 @@ def test_train_failure_mid_run_resumes_from_checkpoint(prefect_harness, tiny_csv
     assert starts == [0, 2]  # the retry began at epoch index 2, i.e. epoch 3
     tr = m["metrics"]["train"]
     assert tr["epochs"] == 4 and tr["resumed_from_epoch"] == 2
+
+
+def test_timegan_per_cluster_counts_and_long_series(prefect_harness, tiny_csv, tmp_path):
+    m = _run(tiny_csv, str(tmp_path / "a"), ["generate.method=timegan", "generate.gan_iterations=3",
+                                             "generate.gan_hidden=4", "generate.gan_layers=1",
+                                             "generate.per_cluster=[2, 3]", "generate.length=40"])
+    ge = m["metrics"]["generate"]
+    assert ge["method"] == "timegan" and ge["per_cluster"] == [2, 3] and ge["length"] == 40
+    store = Store(str(tmp_path / "a"))
+    ref = m["stages"]["generate"] | {"stage": "generate"}
+    assert "timegan.pt" in ref["files"]
+    syn = store.read_stage_table(ref, "synthetic.parquet").to_pandas()
+    per_series = syn.groupby("series_id").agg(steps=("timestamp", "size"), cluster=("cluster", "first"))
+    assert (per_series["steps"] == 40).all() and per_series["cluster"].value_counts().sort_index().tolist() == [2, 3]

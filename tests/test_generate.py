@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
 
-from tasks.generate import allocate, sample_latent, series_table, to_original_units
+from tasks.generate import allocate, chain, sample_latent, series_table, to_original_units
 from tasks.windows import Windows
-from tsatlas.metrics import autocorrelation_distance, generation_scores, marginal_distance
+from tsatlas.gan import GANSchedule, sample_timegan, train_timegan
+from tsatlas.metrics import (autocorrelation_distance, discriminative_score, generation_scores, marginal_distance,
+                             predictive_score, repeated)
 
 
 @pytest.mark.parametrize("sizes,n", [([10, 30, 60], 100), ([1, 1, 1], 7), ([5, 0, 5], 3)])
@@ -48,3 +50,43 @@ def test_generation_metrics_known_answers():
     assert autocorrelation_distance(smooth, a[..., :1]) > 0.2
     s = generation_scores(a, b)
     assert s["marginal"] < 0.05 and s["marginal_real_floor"] < 0.05
+
+
+def _sines(n, C, seed, T=24):
+    r = np.random.default_rng(seed)
+    f, p = r.uniform(0.05, 0.3, (n, 1, C)), r.uniform(0, 3, (n, 1, C))
+    return np.sin(f * np.arange(T)[None, :, None] + p).astype(np.float32)
+
+
+def test_discriminative_score_known_answers():
+    a, b = _sines(400, 2, 0), _sines(400, 2, 1)
+    noise = np.random.default_rng(2).normal(0, 1, a.shape).astype(np.float32)
+    same = repeated(discriminative_score, a, b, repeats=2, iterations=300)
+    apart = repeated(discriminative_score, a, noise, repeats=2, iterations=300)
+    assert same["mean"] < 0.1 and apart["mean"] > 0.4 and set(same) == {"mean", "std"}
+
+
+def test_predictive_score_single_channel():
+    a, b = _sines(300, 1, 0), _sines(300, 1, 1)
+    good = predictive_score(a, b, iterations=300)
+    bad = predictive_score(a, np.zeros_like(b) + 3, iterations=300)
+    assert np.isfinite(good) and good < bad
+
+
+def test_chain_is_level_continuous():
+    X = np.arange(2 * 3 * 4, dtype=float).reshape(6, 4, 1)  # 6 windows of 4 steps
+    Y = chain(X, 10)                                       # 2 series from 3 windows each
+    assert Y.shape == (2, 10, 1)
+    assert Y[0, 4, 0] == Y[0, 3, 0] and Y[0, 8, 0] == Y[0, 7, 0]   # each window starts where the last ended
+    np.testing.assert_array_equal(np.diff(Y[0, :4, 0]), np.diff(X[0, :, 0]))
+
+
+def test_timegan_conditional_shapes_and_it_learns():
+    X = np.concatenate([_sines(64, 2, 0), _sines(64, 2, 1) + 2])
+    labels = np.repeat([0, 1], 64)
+    model, hist = train_timegan(X, labels, hidden=8, layers=1, schedule=GANSchedule(iterations=30, batch_size=32))
+    assert [h["phase"] for h in hist][:2] == [1, 2] and hist[-1]["phase"] == 3
+    S = sample_timegan(model, np.array([0, 0, 1, 1, 1]), steps=24, seed=0)
+    assert S.shape == (5, 24, 2) and np.isfinite(S).all()
+    again = sample_timegan(model, np.array([0, 0, 1, 1, 1]), steps=24, seed=0)
+    np.testing.assert_array_equal(S, again)

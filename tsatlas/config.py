@@ -91,10 +91,19 @@ class ClusterConfig(_Section):
 class GenerateConfig(_Section):
     """Synthetic series per cluster."""
 
-    method: Literal["latent", "timegan"] = Field("latent", description="latent: sample a Gaussian mixture in z and decode.")
-    n: int = Field(100, ge=1, le=1_000_000, description="Synthetic windows in all, split in proportion to cluster sizes.")
-    components: int = Field(3, ge=1, le=64, description="Gaussian mixture components per cluster (latent method).")
+    method: Literal["latent", "timegan"] = Field(
+        "latent", description="latent: sample a Gaussian mixture in z and decode; timegan: a cluster-conditional TimeGAN.")
+    n: int = Field(100, ge=1, le=1_000_000, description="Synthetic series in all, split in proportion to cluster sizes.")
+    per_cluster: list[int] | None = Field(None, description="Synthetic series per cluster (overrides n), one count per cluster.")
+    length: int | None = Field(None, ge=2, le=1_000_000, description="Steps per synthetic series; longer than a window chains windows.")
+    components: int = Field(3, ge=1, le=64, description="Gaussian mixture components per cluster (latent).")
+    gan_iterations: int = Field(1000, ge=1, le=1_000_000, description="Iterations per TimeGAN training phase (the paper: 10,000).")
+    gan_hidden: int = Field(24, ge=2, le=1024, description="TimeGAN hidden width.")
+    gan_layers: int = Field(3, ge=1, le=8, description="Recurrent layers per TimeGAN network.")
+    gan_batch_size: int = Field(128, ge=2, le=65_536, description="TimeGAN batch size.")
     evaluate: bool = Field(True, description="Compute generation metrics against the real windows.")
+    eval_repeats: int = Field(3, ge=1, le=100, description="Seeds per post-hoc metric (mean and std are reported).")
+    eval_iterations: int = Field(500, ge=10, le=100_000, description="Training iterations of each post-hoc GRU.")
 
 
 class PipelineConfig(_Section):

@@ -1,0 +1,138 @@
+"""Train and embed throughput of the autoencoder on CUDA (and the same on the CPU),
+against a bare hand-written torch loop on the same model and data.
+
+Uses only the core package (torch, numpy, scikit-learn), so it runs on a machine that has
+a GPU build of torch but not the orchestration stack. Writes JSON to $OUT (or ./) and
+prints a Markdown table.
+
+    python benchmarks/gpu_train.py [--windows 100000] [--length 64] [--channels 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from tsatlas.autoencoder import RNNAutoencoder, _mse  # noqa: E402
+from tsatlas.nn import AEConfig, RecurrentAutoencoder  # noqa: E402
+from tsatlas.training import autocast  # noqa: E402
+
+
+def data(n: int, T: int, C: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(T, dtype=np.float32)
+    freq = rng.uniform(0.05, 0.5, (n, 1, C)).astype(np.float32)
+    phase = rng.uniform(0, 6.28, (n, 1, C)).astype(np.float32)
+    return (np.sin(freq * t[None, :, None] + phase) + 0.1 * rng.standard_normal((n, T, C))).astype(np.float32)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def ours(X, device, batch, epochs, cell):
+    """The train stage's estimator: windows/s of the epochs after the first (warm-up)."""
+    ae = RNNAutoencoder(cell=cell, hidden=64, latent=16, epochs=epochs, batch_size=batch, patience=epochs + 1,
+                        val_fraction=0.05, device=device.type)
+    ae.fit(X)
+    n_train = len(ae.split(len(X))[0])
+    secs = [h["seconds"] for h in ae.history_[1:]]
+    sync(device)
+    t0 = time.perf_counter()
+    ae.embed(X, batch=8192 if device.type == "cuda" else 1024)
+    sync(device)
+    embed_s = time.perf_counter() - t0
+    return {"train_windows_per_s": n_train / statistics.median(secs), "embed_windows_per_s": len(X) / embed_s,
+            "first_loss": ae.history_[0]["train_loss"], "last_loss": ae.history_[-1]["train_loss"]}
+
+
+def bare(X, device, batch, epochs, cell, bf16):
+    """A minimal hand-written loop: same network, data on the device, Adam, no validation or checkpoints."""
+    torch.manual_seed(0)
+    n_train = int(round(len(X) * 0.95))
+    model = RecurrentAutoencoder(AEConfig(n_channels=X.shape[2], cell=cell, hidden=64, latent=16)).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    Xt = torch.from_numpy(X[:n_train]).to(device)
+    secs = []
+    for _ in range(epochs):
+        sync(device)
+        t0 = time.perf_counter()
+        perm = torch.randperm(n_train, device=device)
+        for i in range(0, n_train, batch):
+            xb = Xt[perm[i:i + batch]]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = _mse(model, xb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sync(device)
+        secs.append(time.perf_counter() - t0)
+    return {"train_windows_per_s": n_train / statistics.median(secs[1:])}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--windows", type=int, default=100_000)
+    p.add_argument("--length", type=int, default=64)
+    p.add_argument("--channels", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--cpu-windows", type=int, default=20_000)
+    p.add_argument("--batches", default="256,1024,4096")
+    args = p.parse_args()
+    out_dir = os.environ.get("OUT", ".")
+    gpu = torch.cuda.is_available()
+    info = {"torch": torch.__version__, "python": platform.python_version(), "cpu_threads": torch.get_num_threads(),
+            "device": torch.cuda.get_device_name(0) if gpu else "none",
+            "bf16": bool(gpu and torch.cuda.is_bf16_supported()),
+            "windows": args.windows, "length": args.length, "channels": args.channels, "epochs": args.epochs}
+    X = data(args.windows, args.length, args.channels)
+    rows = []
+
+    def record(name, fn, **kw):
+        try:
+            t0 = time.perf_counter()
+            r = fn(**kw)
+            r["wall_s"] = round(time.perf_counter() - t0, 1)
+        except Exception as e:  # keep measuring the other configurations
+            r = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-800:]}
+        row = {"case": name, **{k: v for k, v in kw.items() if k not in ("X",)}, **r}
+        row["device"] = str(row["device"])
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    if gpu:
+        cuda = torch.device("cuda")
+        for b in [int(x) for x in args.batches.split(",")]:
+            record("tsatlas", ours, X=X, device=cuda, batch=b, epochs=args.epochs, cell="gru")
+            record("bare-fp32", bare, X=X, device=cuda, batch=b, epochs=args.epochs, cell="gru", bf16=False)
+            record("bare-bf16", bare, X=X, device=cuda, batch=b, epochs=args.epochs, cell="gru", bf16=True)
+        record("tsatlas", ours, X=X, device=cuda, batch=1024, epochs=args.epochs, cell="lstm")
+    cpu = torch.device("cpu")
+    Xc = X[: args.cpu_windows]
+    record("tsatlas", ours, X=Xc, device=cpu, batch=256, epochs=3, cell="gru")
+    record("bare-fp32", bare, X=Xc, device=cpu, batch=256, epochs=3, cell="gru", bf16=False)
+    with open(os.path.join(out_dir, "gpu_train.json"), "w") as f:
+        json.dump({"info": info, "rows": rows}, f, indent=2)
+    print(json.dumps(info))
+    print("| case | device | cell | batch | train windows/s | embed windows/s |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['case']} | {r['device']} | {r['cell']} | {r['batch']} | "
+              f"{r.get('train_windows_per_s', float('nan')):,.0f} | {r.get('embed_windows_per_s', float('nan')):,.0f} |"
+              + (f" {r['error'][:80]}" if "error" in r else ""))
+
+
+if __name__ == "__main__":
+    main()

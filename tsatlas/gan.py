@@ -1,0 +1,135 @@
+"""Training and sampling of the conditional TimeGAN in its three phases:
+1. autoencoding (embedder + recovery), 2. supervised next-step in latent space
+(supervisor), 3. joint adversarial training with the supervised and moment losses."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from tsatlas.timegan import TimeGAN, TimeGANConfig
+from tsatlas.training import pick_device
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GANSchedule:
+    iterations: int = 2000    # per phase (the paper: 10,000 at batch 128)
+    batch_size: int = 128
+    lr: float = 1e-3
+    gamma: float = 1.0        # weight of the unsupervised loss on E_hat
+    d_threshold: float = 0.15  # the discriminator is only updated while its loss is above this
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _batch(n: int, size: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.randint(0, n, (min(size, n),), generator=gen).to(device)
+
+
+def train_timegan(X: np.ndarray, clusters: np.ndarray | None = None, *, hidden: int = 24, layers: int = 3,
+                  schedule: GANSchedule | None = None, seed: int = 0, device: str = "auto") -> tuple[TimeGAN, list]:
+    """Fit a (cluster-conditional) TimeGAN to windows X (n, T, C).
+
+    Returns:
+        (model, history): one history row per 100 joint iterations and per phase end.
+    """
+    s = schedule or GANSchedule()
+    dev = pick_device(device)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    n, T, C = X.shape
+    c_all = np.zeros(n, np.int64) if clusters is None else np.asarray(clusters, np.int64)
+    k = int(c_all.max()) + 1
+    model = TimeGAN(TimeGANConfig(n_channels=C, n_classes=k, hidden=hidden, layers=layers)).to(dev)
+    Xd = torch.from_numpy(np.array(X, np.float32)).to(dev)
+    Cd = torch.from_numpy(c_all).to(dev)
+    m = model
+    opt_e = torch.optim.Adam([*m.embedder.parameters(), *m.recovery.parameters()], lr=s.lr)
+    opt_s = torch.optim.Adam([*m.supervisor.parameters(), *m.generator.parameters()], lr=s.lr)
+    opt_g = torch.optim.Adam([*m.generator.parameters(), *m.supervisor.parameters()], lr=s.lr)
+    opt_d = torch.optim.Adam(m.discriminator.parameters(), lr=s.lr)
+    hist: list[dict[str, float]] = []
+    bce = nn.BCEWithLogitsLoss()
+
+    def noise(b: int) -> torch.Tensor:
+        return torch.rand(b, T, m.noise_dim, generator=gen).to(dev)
+
+    t0 = time.perf_counter()
+    for it in range(s.iterations):  # phase 1: autoencoding
+        idx = _batch(n, s.batch_size, gen, dev)
+        x = Xd[idx]
+        loss = 10 * torch.sqrt(F.mse_loss(m.recovery(m.embedder(x)), x))
+        opt_e.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_e.step()
+    hist.append({"phase": 1, "iteration": s.iterations, "recon": loss.item() / 10, "seconds": time.perf_counter() - t0})
+
+    for it in range(s.iterations):  # phase 2: supervised next-step in latent space
+        idx = _batch(n, s.batch_size, gen, dev)
+        h = m.embedder(Xd[idx]).detach()
+        loss = F.mse_loss(m.supervisor(h)[:, :-1], h[:, 1:])
+        opt_s.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_s.step()
+    hist.append({"phase": 2, "iteration": s.iterations, "supervised": loss.item(), "seconds": time.perf_counter() - t0})
+
+    for it in range(s.iterations):  # phase 3: joint
+        for _ in range(2):  # generator (and supervisor) twice per discriminator step, as in the paper
+            idx = _batch(n, s.batch_size, gen, dev)
+            x, c = Xd[idx], Cd[idx]
+            h = m.embedder(x)
+            e_hat = m.generate_latent(noise(len(idx)), c)
+            h_hat = m.supervisor(e_hat)
+            x_hat = m.recovery(h_hat)
+            y_fake, y_fake_e = m.discriminate(h_hat, c), m.discriminate(e_hat, c)
+            g_adv = bce(y_fake, torch.ones_like(y_fake)) + s.gamma * bce(y_fake_e, torch.ones_like(y_fake_e))
+            g_sup = F.mse_loss(m.supervisor(h)[:, :-1], h[:, 1:])
+            g_mom = (torch.abs(x_hat.std(0) - x.std(0)).mean() + torch.abs(x_hat.mean(0) - x.mean(0)).mean())
+            g_loss = g_adv + 100 * torch.sqrt(g_sup) + 100 * g_mom
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+            # embedder: reconstruction plus a little of the supervised loss
+            h = m.embedder(x)
+            e_loss = 10 * torch.sqrt(F.mse_loss(m.recovery(h), x)) + 0.1 * F.mse_loss(m.supervisor(h)[:, :-1], h[:, 1:])
+            opt_e.zero_grad(set_to_none=True)
+            e_loss.backward()
+            opt_e.step()
+        idx = _batch(n, s.batch_size, gen, dev)
+        x, c = Xd[idx], Cd[idx]
+        with torch.no_grad():
+            h = m.embedder(x)
+            e_hat = m.generate_latent(noise(len(idx)), c)
+            h_hat = m.supervisor(e_hat)
+        y_real, y_fake, y_fake_e = m.discriminate(h, c), m.discriminate(h_hat, c), m.discriminate(e_hat, c)
+        d_loss = (bce(y_real, torch.ones_like(y_real)) + bce(y_fake, torch.zeros_like(y_fake))
+                  + s.gamma * bce(y_fake_e, torch.zeros_like(y_fake_e)))
+        if float(d_loss) > s.d_threshold:
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+        if (it + 1) % 100 == 0 or it + 1 == s.iterations:
+            row = {"phase": 3, "iteration": it + 1, "g_loss": float(g_loss), "d_loss": float(d_loss),
+                   "moments": float(g_mom), "seconds": time.perf_counter() - t0}
+            hist.append(row)
+            log.debug("timegan joint %d/%d g %.3f d %.3f", it + 1, s.iterations, row["g_loss"], row["d_loss"])
+    m.eval()
+    return m, hist
+
+
+def sample_timegan(model: TimeGAN, clusters: np.ndarray, steps: int, seed: int = 0, batch: int = 4096) -> np.ndarray:
+    """Synthetic windows (len(clusters), steps, C) for the given cluster ids."""
+    dev = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, len(clusters), batch):
+        c = torch.from_numpy(np.asarray(clusters[i:i + batch], np.int64)).to(dev)
+        out.append(model.sample(c, steps, generator=gen).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, steps, model.cfg.n_channels), np.float32)

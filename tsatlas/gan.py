@@ -111,13 +111,13 @@ def train_timegan(X: np.ndarray, clusters: np.ndarray | None = None, *, hidden: 
         y_real, y_fake, y_fake_e = m.discriminate(h, c), m.discriminate(h_hat, c), m.discriminate(e_hat, c)
         d_loss = (bce(y_real, torch.ones_like(y_real)) + bce(y_fake, torch.zeros_like(y_fake))
                   + s.gamma * bce(y_fake_e, torch.zeros_like(y_fake_e)))
-        if float(d_loss) > s.d_threshold:
+        if d_loss.item() > s.d_threshold:
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
         if (it + 1) % 100 == 0 or it + 1 == s.iterations:
-            row = {"phase": 3, "iteration": it + 1, "g_loss": float(g_loss), "d_loss": float(d_loss),
-                   "moments": float(g_mom), "seconds": time.perf_counter() - t0}
+            row = {"phase": 3, "iteration": it + 1, "g_loss": g_loss.item(), "d_loss": d_loss.item(),
+                   "moments": g_mom.item(), "seconds": time.perf_counter() - t0}
             hist.append(row)
             log.debug("timegan joint %d/%d g %.3f d %.3f", it + 1, s.iterations, row["g_loss"], row["d_loss"])
     m.eval()

@@ -91,19 +91,17 @@ def cluster_task(embed: dict[str, Any], root: str, cfg: ClusterConfig, seed: int
     wins, Z, series, Zs = load_embeddings(store, embed)
     truth = series["label"].to_numpy() if "label" in series and series["label"].notna().all() else None
     c = cluster_embeddings(Z, Zs, cfg, seed, truth)
-    prefix = f"stages/cluster/{key}"
-    files = {
-        "windows.parquet": store.put_table(f"{prefix}/windows.parquet", pa.table({
-            "window_id": pa.array(wins["window_id"].to_numpy()), "series_id": pa.array(wins["series_id"].astype(str).to_numpy()),
-            "cluster": pa.array(c.labels.astype(np.int32)), "distance": pa.array(c.distance)})),
-        "series.parquet": store.put_table(f"{prefix}/series.parquet", pa.table({
-            "series_id": pa.array(series["series_id"].astype(str).to_numpy()),
-            "cluster": pa.array(c.series_labels.astype(np.int32)), "distance": pa.array(c.series_distance)})),
-        "centroids.parquet": store.put_table(f"{prefix}/centroids.parquet", pa.table({
-            "cluster": pa.array(np.arange(c.k, dtype=np.int32)), "size": pa.array(np.bincount(c.labels, minlength=c.k)),
-            "z": fixed_list(c.centroids)})),
-    }
     if c.scores_by_k:
         c.metrics["silhouette_by_k"] = {str(k): round(v, 4) for k, v in c.scores_by_k.items()}
     logger().info("cluster: k=%d sizes %s silhouette %.3f", c.k, c.metrics["sizes"], c.metrics["silhouette"])
-    return store.finish_stage("cluster", key, files, "windows.parquet", len(c.labels), metrics=c.metrics)
+    with store.stage("cluster", key) as out:
+        out.put_table("windows.parquet", pa.table({
+            "window_id": pa.array(wins["window_id"].to_numpy()), "series_id": pa.array(wins["series_id"].astype(str).to_numpy()),
+            "cluster": pa.array(c.labels.astype(np.int32)), "distance": pa.array(c.distance)}))
+        out.put_table("series.parquet", pa.table({
+            "series_id": pa.array(series["series_id"].astype(str).to_numpy()),
+            "cluster": pa.array(c.series_labels.astype(np.int32)), "distance": pa.array(c.series_distance)}))
+        out.put_table("centroids.parquet", pa.table({
+            "cluster": pa.array(np.arange(c.k, dtype=np.int32)), "size": pa.array(np.bincount(c.labels, minlength=c.k)),
+            "z": fixed_list(c.centroids)}))
+        return out.finish("windows.parquet", len(c.labels), metrics=c.metrics)

@@ -60,10 +60,8 @@ def embed_task(windows: dict[str, Any], model: dict[str, Any], root: str, device
         lab = np.full(len(counts), None, dtype=object)
         lab[w.series[first]] = ids.column("label").to_numpy(zero_copy_only=False)[first]
         ser["label"] = pa.array(lab, type=pa.string())
-    files = {
-        "embeddings.parquet": store.put_table(f"stages/embed/{key}/embeddings.parquet", with_meta(win, threshold=threshold)),
-        "series.parquet": store.put_table(f"stages/embed/{key}/series.parquet", pa.table(ser)),
-    }
     logger().info("embed: %d windows -> z of %d; anomaly threshold %.4f", len(z), z.shape[1], threshold)
-    return store.finish_stage("embed", key, files, "embeddings.parquet", len(z),
-                              threshold=threshold, mean_recon_error=float(err.mean()))
+    with store.stage("embed", key) as out:
+        out.put_table("embeddings.parquet", with_meta(win, threshold=threshold))
+        out.put_table("series.parquet", pa.table(ser))
+        return out.finish("embeddings.parquet", len(z), threshold=threshold, mean_recon_error=float(err.mean()))

@@ -171,9 +171,9 @@ def generate_task(windows: dict[str, Any], model: dict[str, Any], embed: dict[st
         metrics["gan_seconds"] = round(gen.history[-1]["seconds"], 2)
     if cfg.evaluate:
         metrics.update(evaluate(gen, w.X, labels, cfg, seed))
-    prefix = f"stages/generate/{key}"
-    files = {"synthetic.parquet": store.put_table(f"{prefix}/synthetic.parquet", pa.Table.from_pandas(frame, preserve_index=False))}
-    if (weights := gen.weights()) is not None:
-        files["timegan.pt"] = store.put_bytes(f"{prefix}/timegan.pt", weights)
     logger().info("generate: %d synthetic series of %d steps (%d rows), method %s", len(X), length, len(frame), cfg.method)
-    return store.finish_stage("generate", key, files, "synthetic.parquet", len(frame), metrics=metrics)
+    with store.stage("generate", key) as out:
+        out.put_table("synthetic.parquet", pa.Table.from_pandas(frame, preserve_index=False))
+        if (weights := gen.weights()) is not None:
+            out.put_bytes("timegan.pt", weights)
+        return out.finish("synthetic.parquet", len(frame), metrics=metrics)

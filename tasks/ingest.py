@@ -298,6 +298,7 @@ def ingest_task(data: str, root: str, cfg: IngestConfig, storage_options: dict[s
     out = ingest_table(data, cfg, storage_options)
     table = pa.Table.from_pandas(out.frame, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"tsatlas.channels": ",".join(out.channels).encode()})
-    sha = store.put_table(f"stages/ingest/{key}/series.parquet", table)
     logger().info("ingest: %d rows in, %d series, %d gaps filled", out.info["rows_in"], out.info["series"], out.info["gaps_filled"])
-    return store.finish_stage("ingest", key, {"series.parquet": sha}, "series.parquet", len(out.frame), info=out.info)
+    with store.stage("ingest", key) as w:
+        w.put_table("series.parquet", table)
+        return w.finish("series.parquet", len(out.frame), info=out.info)

@@ -26,7 +26,7 @@ def new_run_id() -> str:
 
 
 def build_manifest(run_id: str, data: str, config: PipelineConfig, refs: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    stages = {s: {k: refs[s][k] for k in ("uri", "sha256", "rows", "key")} | {"files": refs[s]["files"]} for s in STAGES}
+    stages = {s: {k: refs[s][k] for k in ("uri", "sha256", "rows", "key", "prefix")} | {"files": refs[s]["files"]} for s in STAGES}
     return {
         "run_id": run_id,
         "flow": "atlas",

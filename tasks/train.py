@@ -76,12 +76,11 @@ def train_task(windows: dict[str, Any], root: str, cfg: TrainConfig, seed: int =
     ae = make_estimator(cfg, seed).fit(w.X, resume=resume, on_epoch=on_epoch)
     seconds = time.perf_counter() - t0
     hist = ae.history_
-    files = {
-        "model.pt": store.put_bytes(f"stages/train/{key}/model.pt", ae.to_bytes()),
-        "history.parquet": store.put_table(f"stages/train/{key}/history.parquet", pa.Table.from_pylist(hist)),
-    }
     best = min(hist, key=lambda h: h["val_loss"])
     metrics = {"epochs": len(hist), "train_loss": hist[-1]["train_loss"], "val_loss": hist[-1]["val_loss"],
                "best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "device": str(ae.device_),
                "resumed_from_epoch": int(resume["epoch"]) + 1 if resume else 0, "seconds": round(seconds, 2)}
-    return store.finish_stage("train", key, files, "model.pt", len(hist), metrics=metrics)
+    with store.stage("train", key) as out:
+        out.put_bytes("model.pt", ae.to_bytes())
+        out.put_table("history.parquet", pa.Table.from_pylist(hist))
+        return out.finish("model.pt", len(hist), metrics=metrics)

@@ -174,8 +174,8 @@ def windows_task(ingested: dict[str, Any], root: str, cfg: WindowsConfig,
     for msg in warnings:
         logger().warning("windows: %s", msg)
     out = to_table(w, table.column("timestamp").combine_chunks(), bounds, channels, cfg.scale, labels)
-    sha = store.put_table(f"stages/windows/{key}/windows.parquet", out)
     n, T, C = w.X.shape
     logger().info("windows: %d windows of %d steps x %d channels", n, T, C)
-    return store.finish_stage("windows", key, {"windows.parquet": sha}, "windows.parquet", n,
-                              shape=[n, T, C], channels=channels, skipped_series=len(warnings))
+    with store.stage("windows", key) as sw:
+        sw.put_table("windows.parquet", out)
+        return sw.finish("windows.parquet", n, shape=[n, T, C], channels=channels, skipped_series=len(warnings))

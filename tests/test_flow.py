@@ -36,7 +36,7 @@ def test_atlas_flow_end_to_end(prefect_harness, tiny_csv, tmp_path):
     assert list(m["stages"]) == STAGES and m["flow"] == "atlas" and m["code_version"].startswith("0.1.0+")
     assert m["config"]["train"]["epochs"] == 3 and m["config"]["windows"]["length"] == 16
     for name, st in m["stages"].items():  # every artifact readable, checksum verified
-        prefix = f"stages/{name}/{st['key']}"
+        prefix = st["prefix"]
         for fname, sha in st["files"].items():
             data = store.get_bytes(f"{prefix}/{fname}", sha)
             if fname.endswith(".parquet") and fname == st["uri"].rsplit("/", 1)[1]:
@@ -53,7 +53,7 @@ def test_atlas_flow_end_to_end(prefect_harness, tiny_csv, tmp_path):
     assert {"mean", "std"} <= set(ge["discriminative"]) and 0 <= ge["discriminative"]["mean"] <= 0.5
     assert ge["predictive"]["mean"] > 0
 
-    syn = store.read_stage_table(m["stages"]["generate"] | {"stage": "generate"}, "synthetic.parquet").to_pandas()
+    syn = store.read_stage_table(m["stages"]["generate"], "synthetic.parquet").to_pandas()
     assert list(syn.columns) == ["series_id", "timestamp", "ch0", "ch1", "cluster"] and len(syn) == 12 * 16
     # original units: ch1 of the input lives around 10, ch0 around 0
     assert 5 < syn["ch1"].mean() < 15 and abs(syn["ch0"].mean()) < 3
@@ -111,7 +111,7 @@ def test_timegan_per_cluster_counts_and_long_series(prefect_harness, tiny_csv, t
     ge = m["metrics"]["generate"]
     assert ge["method"] == "timegan" and ge["per_cluster"] == [2, 3] and ge["length"] == 40
     store = Store(str(tmp_path / "a"))
-    ref = m["stages"]["generate"] | {"stage": "generate"}
+    ref = m["stages"]["generate"]
     assert "timegan.pt" in ref["files"]
     syn = store.read_stage_table(ref, "synthetic.parquet").to_pandas()
     per_series = syn.groupby("series_id").agg(steps=("timestamp", "size"), cluster=("cluster", "first"))

@@ -23,13 +23,26 @@ def test_corrupt_artifact_is_refused_with_a_clear_message(tmp_path):
         s.get_bytes("a/b.bin", sha)
 
 
-def test_stage_done_marker(tmp_path):
+def test_stage_attempts_publish_last_and_never_clobber(tmp_path):
     s = Store(str(tmp_path))
     assert s.stage_done("train", "abc") is None
-    sha = s.put_bytes("stages/train/abc/model.pt", b"w")
-    ref = s.finish_stage("train", "abc", {"model.pt": sha}, "model.pt", 1, metrics={"epochs": 1})
-    assert s.stage_done("train", "abc") == ref and ref["uri"].endswith("stages/train/abc/model.pt")
-    assert s.read_stage_bytes(ref, "model.pt") == b"w"
+    with s.stage("train", "abc") as one, s.stage("train", "abc") as two:
+        one.put_bytes("model.pt", b"first")
+        two.put_bytes("model.pt", b"second")
+        ref1 = one.finish("model.pt", 1, metrics={"epochs": 1})
+        ref2 = two.finish("model.pt", 1)
+    assert s.stage_done("train", "abc") == ref2 and ref1["prefix"] != ref2["prefix"]
+    assert s.read_stage_bytes(ref1, "model.pt") == b"first" and s.read_stage_bytes(ref2, "model.pt") == b"second"
+
+
+def test_failed_attempt_leaves_nothing(tmp_path):
+    s = Store(str(tmp_path))
+    with pytest.raises(RuntimeError):
+        with s.stage("embed", "k") as w:
+            w.put_bytes("a.parquet", b"half")
+            raise RuntimeError("crash before finish")
+    assert s.stage_done("embed", "k") is None
+    assert not os.path.exists(tmp_path / "stages/embed/k") or not os.listdir(tmp_path / "stages/embed/k")
 
 
 @pytest.mark.parametrize("key", ["../x", "/etc/passwd", "runs/../../x", "a//b", "runs/a b", ""])

@@ -162,41 +162,71 @@ class Store:
             raise StorageError(f"{self.uri(key)}: not a readable Parquet file ({e})") from None
 
     # -- stages ----------------------------------------------------------------
-    def stage_prefix(self, stage: str, key: str) -> str:
-        return f"stages/{stage}/{key}"
-
     def stage_done(self, stage: str, key: str) -> dict[str, Any] | None:
         """The stored reference of a finished stage output, or None when it must be computed."""
-        done = f"{self.stage_prefix(stage, key)}/_done.json"
+        done = f"stages/{stage}/{key}/_done.json"
         return self.get_json(done) if self.exists(done) else None
 
-    def finish_stage(self, stage: str, key: str, files: dict[str, str], main: str, rows: int, **extra: Any) -> dict[str, Any]:
-        """Mark a stage output complete and return its small reference.
+    def stage(self, stage: str, key: str) -> StageWriter:
+        """A writer for one attempt at a stage output (use as a context manager)."""
+        return StageWriter(self, stage, key)
 
-        Args:
-            files: name -> sha256 of every file written under the stage prefix.
-            main: the file whose uri/sha256 head the reference.
-            rows: rows of the main file.
-            extra: JSON-serialisable facts to keep (metrics, counts).
-        """
-        prefix = self.stage_prefix(stage, key)
-        ref = {
-            "stage": stage,
-            "key": key,
-            "uri": self.uri(f"{prefix}/{main}"),
-            "sha256": files[main],
-            "rows": int(rows),
-            "files": files,
-            **extra,
-        }
-        self.put_json(f"{prefix}/_done.json", ref)
-        return ref
+    def delete_prefix(self, key: str) -> None:
+        try:
+            self.fs.rm(self.path(key), recursive=True)
+        except (FileNotFoundError, OSError):
+            pass
 
     def stage_file(self, ref: dict[str, Any], name: str) -> str:
-        return f"{self.stage_prefix(ref['stage'], ref['key'])}/{name}"
+        return f"{ref['prefix']}/{name}"
 
     def read_stage_table(self, ref: dict[str, Any], name: str, columns: list[str] | None = None) -> pa.Table:
         return self.get_table(self.stage_file(ref, name), ref["files"][name], columns=columns)
 
     def read_stage_bytes(self, ref: dict[str, Any], name: str) -> bytes:
         return self.get_bytes(self.stage_file(ref, name), ref["files"][name])
+
+
+class StageWriter:
+    """Writes one attempt at a stage output under stages/<stage>/<key>/<attempt>/ and publishes
+    it by writing stages/<stage>/<key>/_done.json last.
+
+    Each attempt has its own folder, so two runs computing the same stage at once never
+    overwrite each other's files: whichever publishes last wins, and both references stay
+    valid. An attempt that raises removes its folder; one killed outright leaves an
+    unreferenced folder that nothing reads.
+    """
+
+    def __init__(self, store: Store, stage: str, key: str):
+        self.store, self.stage, self.key = store, stage, key
+        self.prefix = check_key(f"stages/{stage}/{key}/{uuid.uuid4().hex[:12]}")
+        self.files: dict[str, str] = {}
+
+    def __enter__(self) -> StageWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.store.delete_prefix(self.prefix)
+
+    def put_bytes(self, name: str, data: bytes) -> str:
+        self.files[name] = self.store.put_bytes(f"{self.prefix}/{name}", data)
+        return self.files[name]
+
+    def put_table(self, name: str, table: pa.Table) -> str:
+        self.files[name] = self.store.put_table(f"{self.prefix}/{name}", table)
+        return self.files[name]
+
+    def finish(self, main: str, rows: int, **extra: Any) -> dict[str, Any]:
+        """Publish the attempt and return the stage's small reference.
+
+        Args:
+            main: the file whose uri/sha256 head the reference.
+            rows: rows of the main file.
+            extra: JSON-serialisable facts to keep (metrics, counts).
+        """
+        ref = {"stage": self.stage, "key": self.key, "prefix": self.prefix,
+               "uri": self.store.uri(f"{self.prefix}/{main}"), "sha256": self.files[main], "rows": int(rows),
+               "files": dict(self.files), **extra}
+        self.store.put_json(f"stages/{self.stage}/{self.key}/_done.json", ref)
+        return ref

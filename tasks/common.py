@@ -10,15 +10,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from prefect.tasks import exponential_backoff
 
-from tsatlas.errors import ConfigError, InputError
+from tsatlas.errors import ConfigError, CorruptArtifactError, InputError
 from tsatlas.storage import Store
 
 
 def _retry_unless_user_error(task, task_run, state) -> bool:
-    """Bad input or config fails at once: retrying cannot fix it."""
+    """Bad input, bad config or a corrupt artifact fails at once: retrying cannot fix it."""
     try:
         state.result()
-    except (InputError, ConfigError):
+    except (InputError, ConfigError, CorruptArtifactError):
         return False
     except Exception:
         return True

@@ -20,8 +20,8 @@ from prefect import task
 
 from tasks.common import STAGE_TASK, logger, open_store
 from tsatlas.config import IngestConfig
-from tsatlas.errors import InputError
-from tsatlas.storage import code_version, digest
+from tsatlas.errors import InputError, StorageError
+from tsatlas.storage import code_version, digest, fs_options
 
 
 # The bundled real dataset: hourly weather at three US sites (see data/README.md).
@@ -50,12 +50,16 @@ class Ingested:
 def fingerprint(uri: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Cheap identity of an input file (size plus mtime or ETag), so an unchanged file is not re-read."""
     try:
-        fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+        fs, path = fsspec.core.url_to_fs(uri, **fs_options(uri, storage_options))
         info = fs.info(path)
     except FileNotFoundError:
         raise InputError(f"{uri}: file not found") from None
+    except PermissionError as e:
+        raise InputError(f"{uri}: access denied, check the credentials ({type(e).__name__})") from None
     except (ValueError, ImportError) as e:
         raise InputError(f"{uri}: cannot open ({e})") from None
+    except OSError as e:
+        raise StorageError(f"{uri}: cannot reach the input ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
     if info.get("type") == "directory":
         raise InputError(f"{uri}: is a directory, expected a CSV or Parquet file")
     keep = ("size", "mtime", "ETag", "LastModified", "created")
@@ -67,7 +71,7 @@ def read_table(uri: str, storage_options: dict[str, Any] | None = None) -> pd.Da
     fingerprint(uri, storage_options)
     is_parquet = uri.lower().endswith((".parquet", ".pq"))
     try:
-        with fsspec.open(uri, "rb", **(storage_options or {})) as f:
+        with fsspec.open(uri, "rb", **fs_options(uri, storage_options)) as f:
             df = pd.read_parquet(f) if is_parquet else pd.read_csv(f)
     except pd.errors.EmptyDataError:
         raise InputError(f"{uri}: file is empty") from None

@@ -57,3 +57,31 @@ def tiny_csv(tmp_path):
     path = tmp_path / "tiny.csv"
     make_long().to_csv(path, index=False)
     return str(path)
+
+
+SECRET = "tsatlas-test-secret-do-not-log"
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    from s3server import MotoServer
+
+    server = MotoServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(moto_server, monkeypatch, request):
+    """A fresh bucket on the live moto server; AWS_* variables point s3fs at it."""
+    import uuid
+
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "tsatlas-test-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    bucket = f"tsatlas-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=moto_server.url).create_bucket(Bucket=bucket)
+    return bucket

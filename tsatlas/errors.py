@@ -15,3 +15,7 @@ class ConfigError(TsatlasError):
 
 class StorageError(TsatlasError):
     """The artifact store is unreachable or an artifact is corrupt."""
+
+
+class CorruptArtifactError(StorageError):
+    """A stored artifact does not match its recorded sha256."""

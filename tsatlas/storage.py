@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from tsatlas import __version__
-from tsatlas.errors import StorageError
+from tsatlas.errors import CorruptArtifactError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,33 @@ def code_version() -> str:
     return f"{__version__}+{h.hexdigest()[:12]}"
 
 
+def fs_options(url: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """fsspec options for `url`. For s3:// the endpoint comes from AWS_ENDPOINT_URL_S3 or
+    AWS_ENDPOINT_URL, and credentials from the usual AWS variables or profile (botocore's
+    own chain); retries and timeouts are bounded so an outage surfaces as an error that the
+    task's retries can handle, instead of hanging."""
+    opts = dict(storage_options or {})
+    if url.startswith(("s3://", "s3a://")):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            opts.setdefault("endpoint_url", endpoint)
+        opts.setdefault("config_kwargs", {"connect_timeout": 5, "read_timeout": 60,
+                                          "retries": {"max_attempts": 2, "mode": "standard"}})
+    return opts
+
+
 def check_key(key: str) -> str:
     """Refuse keys that could escape the root (absolute paths, `..`, odd characters)."""
     parts = key.split("/")
     if not key or key.startswith("/") or any(not _SAFE_PART.match(p) or p in (".", "..") for p in parts):
         raise StorageError(f"unsafe artifact key {key!r}: use letters, digits and . _ = + - between slashes")
     return key
+
+
+def _reason(e: BaseException) -> str:
+    """One line about an I/O failure: the error type and its first line, never the options passed."""
+    text = (getattr(e, "strerror", None) or str(e) or "").splitlines()
+    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
 
 
 class Store:
@@ -78,7 +99,7 @@ class Store:
 
     def __init__(self, root: str, storage_options: dict[str, Any] | None = None):
         try:
-            fs, base = fsspec.core.url_to_fs(root, **(storage_options or {}))
+            fs, base = fsspec.core.url_to_fs(root, **fs_options(root, storage_options))
         except (ValueError, ImportError) as e:
             raise StorageError(f"cannot open store root {root!r}: {e}") from None
         self.fs = fs
@@ -99,8 +120,8 @@ class Store:
     def exists(self, key: str) -> bool:
         try:
             return self.fs.exists(self.path(key))
-        except OSError as e:
-            raise StorageError(f"{self.uri(key)}: store unreachable ({e})") from e
+        except Exception as e:
+            raise StorageError(f"{self.uri(key)}: store unreachable ({_reason(e)})") from e
 
     # -- bytes -----------------------------------------------------------------
     def put_bytes(self, key: str, data: bytes) -> str:
@@ -123,8 +144,8 @@ class Store:
             else:
                 # Object stores publish an object only when its upload completes.
                 self.fs.pipe_file(path, data)
-        except OSError as e:
-            raise StorageError(f"{self.uri(key)}: write failed ({e.strerror or e})") from e
+        except Exception as e:
+            raise StorageError(f"{self.uri(key)}: write failed ({_reason(e)})") from e
         return sha256_bytes(data)
 
     def get_bytes(self, key: str, sha256: str | None = None) -> bytes:
@@ -133,10 +154,10 @@ class Store:
             data = self.fs.cat_file(self.path(key))
         except FileNotFoundError:
             raise StorageError(f"{self.uri(key)}: artifact missing") from None
-        except OSError as e:
-            raise StorageError(f"{self.uri(key)}: read failed ({e})") from e
+        except Exception as e:
+            raise StorageError(f"{self.uri(key)}: read failed ({_reason(e)})") from e
         if sha256 is not None and sha256_bytes(data) != sha256:
-            raise StorageError(
+            raise CorruptArtifactError(
                 f"{self.uri(key)}: checksum mismatch (expected sha256 {sha256[:12]}..., got {sha256_bytes(data)[:12]}...); "
                 "the artifact is corrupt: delete it and re-run"
             )

@@ -1,0 +1,200 @@
+"""The whole flow against a live S3 server (moto's standalone server over HTTP on loopback)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import boto3
+import pytest
+import s3fs
+
+from conftest import SECRET, TINY, make_long
+from tsatlas.errors import StorageError
+from tsatlas.storage import Store
+
+STAGES = ["ingest", "windows", "train", "embed", "cluster", "generate"]
+
+
+def _run(data, root, extra=()):
+    from flows.pipeline import atlas
+    from tsatlas.config import load_config
+
+    sets = [f"{s}.{k}={v}" for s, kv in TINY.items() for k, v in kv.items()] + list(extra)
+    cfg = load_config(sets=sets)
+    return atlas(data=data, root=root, ingest=cfg.ingest, windows=cfg.windows, train=cfg.train,
+                 cluster=cfg.cluster, generate=cfg.generate, seed=cfg.seed)
+
+
+def _upload(bucket, endpoint):
+    key = "input/tiny.parquet"
+    fs = s3fs.S3FileSystem(endpoint_url=endpoint)
+    with fs.open(f"{bucket}/{key}", "wb") as f:
+        make_long().to_parquet(f, index=False)
+    return f"s3://{bucket}/{key}"
+
+
+def _objects(bucket, endpoint):
+    c = boto3.client("s3", endpoint_url=endpoint)
+    pages = c.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {o["Key"]: c.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for p in pages for o in p.get("Contents", [])}
+
+
+def _verify(store: Store, manifest: dict) -> None:
+    for st in manifest["stages"].values():
+        for name, sha in st["files"].items():
+            store.get_bytes(f"{st['prefix']}/{name}", sha)  # raises on a checksum mismatch
+
+
+@pytest.fixture
+def captured_logs():
+    records: list[str] = []
+
+    class Grab(logging.Handler):
+        def emit(self, record):
+            records.append(self.format(record))
+
+    h = Grab(level=logging.DEBUG)
+    loggers = [logging.getLogger(n) for n in ("", "prefect", "tsatlas", "prefect.task_runs", "prefect.flow_runs")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(h)
+        lg.setLevel(logging.DEBUG)
+    yield records
+    for lg, level in zip(loggers, levels):
+        lg.removeHandler(h)
+        lg.setLevel(level)
+
+
+def test_flow_on_s3_skips_when_unchanged_and_leaks_no_secret(prefect_harness, s3, moto_server, captured_logs):
+    data = _upload(s3, moto_server.url)
+    root = f"s3://{s3}/atlas"
+    m = _run(data, root)
+    store = Store(root)
+    assert m["manifest_uri"] == f"{root}/runs/{m['run_id']}/manifest.json"
+    assert store.get_json(f"runs/{m['run_id']}/manifest.json")["stages"] == m["stages"]
+    _verify(store, m)
+    syn = store.read_stage_table(m["stages"]["generate"], "synthetic.parquet").to_pandas()
+    assert len(syn) == m["stages"]["generate"]["rows"] == 12 * 16
+
+    t0 = time.perf_counter()
+    m2 = _run(data, root)
+    assert {s: m2["stages"][s]["prefix"] for s in STAGES} == {s: m["stages"][s]["prefix"] for s in STAGES}
+    assert time.perf_counter() - t0 < 30
+
+    blobs = _objects(s3, moto_server.url)
+    assert any(k.endswith("manifest.json") for k in blobs)
+    assert not [k for k, v in blobs.items() if SECRET.encode() in v]
+    assert captured_logs and not [r for r in captured_logs if SECRET in r]
+
+
+def test_corrupt_artifact_on_s3_is_named(prefect_harness, s3, moto_server):
+    data = _upload(s3, moto_server.url)
+    root = f"s3://{s3}/atlas"
+    m = _run(data, root)
+    win = m["stages"]["windows"]
+    key = f"atlas/{win['prefix']}/windows.parquet"
+    boto3.client("s3", endpoint_url=moto_server.url).put_object(Bucket=s3, Key=key, Body=b"not parquet")
+    with pytest.raises(StorageError, match=r"windows\.parquet: checksum mismatch"):
+        _run(data, root, ["train.epochs=2"])  # train must read the (now corrupt) windows
+
+
+def _cut_after_windows(bucket, server_url, relay, mend_after=None):
+    c = boto3.client("s3", endpoint_url=server_url)
+
+    def watch():
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            listing = c.list_objects_v2(Bucket=bucket, Prefix="atlas/stages/windows/").get("Contents", [])
+            if any(o["Key"].endswith("_done.json") for o in listing):
+                relay.cut()
+                if mend_after is not None:
+                    time.sleep(mend_after)
+                    relay.mend()
+                return
+            time.sleep(0.05)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+def _relay_env(monkeypatch, moto_server):
+    from s3server import Relay
+
+    relay = Relay(moto_server.port)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", relay.url)
+    return relay
+
+
+def _fast_retries(monkeypatch, delays):
+    from tasks.cluster import cluster_task
+    from tasks.embed import embed_task
+    from tasks.generate import generate_task
+    from tasks.train import train_task
+
+    for t in (train_task, embed_task, cluster_task, generate_task):
+        monkeypatch.setattr(t, "retry_delay_seconds", delays)
+
+
+def test_outage_mid_run_is_retried_and_the_run_completes(prefect_harness, s3, moto_server, monkeypatch, captured_logs):
+    data = _upload(s3, moto_server.url)
+    relay = _relay_env(monkeypatch, moto_server)
+    _fast_retries(monkeypatch, [6, 6])
+    watcher = _cut_after_windows(s3, moto_server.url, relay, mend_after=4)
+    try:
+        m = _run(data, f"s3://{s3}/atlas")
+    finally:
+        relay.close()
+    watcher.join()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    _verify(Store(f"s3://{s3}/atlas"), m)
+    assert m["metrics"]["train"]["epochs"] == 3
+    assert [r for r in captured_logs if "store unreachable" in r and "Retry 1/2" in r]  # a task-level retry ran
+
+
+def test_outage_past_retries_fails_cleanly(prefect_harness, s3, moto_server, monkeypatch):
+    data = _upload(s3, moto_server.url)
+    relay = _relay_env(monkeypatch, moto_server)
+    _fast_retries(monkeypatch, [0.5, 0.5])
+    watcher = _cut_after_windows(s3, moto_server.url, relay)
+    try:
+        with pytest.raises(StorageError, match=r"s3://.*(unreachable|failed)"):
+            _run(data, f"s3://{s3}/atlas")
+    finally:
+        relay.close()
+    watcher.join()
+    blobs = _objects(s3, moto_server.url)
+    assert not [k for k in blobs if k.endswith("manifest.json")]
+    done = {k: json.loads(v) for k, v in blobs.items() if k.endswith("_done.json")}
+    assert sorted(d["stage"] for d in done.values()) == ["ingest", "windows"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    store = Store(f"s3://{s3}/atlas")
+    for d in done.values():  # what was published is whole
+        for name, sha in d["files"].items():
+            store.get_bytes(f"{d['prefix']}/{name}", sha)
+
+
+def test_two_runs_at_once_on_one_root(prefect_harness, s3, moto_server):
+    data = _upload(s3, moto_server.url)
+    root = f"s3://{s3}/atlas"
+    results, errors = [], []
+
+    def go():
+        try:
+            results.append(_run(data, root))
+        except Exception as e:  # surfaced below
+            errors.append(e)
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 2 and results[0]["run_id"] != results[1]["run_id"]
+    store = Store(root)
+    for m in results:
+        assert store.get_json(f"runs/{m['run_id']}/manifest.json")["run_id"] == m["run_id"]
+        _verify(store, m)

@@ -26,6 +26,7 @@ def atlas(
     cluster: ClusterConfig = ClusterConfig(),
     generate: GenerateConfig = GenerateConfig(),
     seed: int = 0,
+    credentials: str | None = None,
 ) -> dict[str, Any]:
     """Learn an atlas of the series in `data`: windows, a recurrent autoencoder, K-means
     clusters of its embeddings, and synthetic series per cluster.
@@ -35,18 +36,21 @@ def atlas(
         root: artifact store root (local folder or fsspec URL such as s3://bucket/prefix).
         ingest, windows, train, cluster, generate: one config section per stage.
         seed: seed for every random step.
+        credentials: name of a Prefect AwsCredentials block for s3:// data and root; default:
+            the AWS_* environment variables or profile.
 
     Returns:
         The run manifest (also written to <root>/runs/<run_id>/manifest.json).
     """
     run_id = new_run_id()
     data = resolve_data(data)
-    ing = ingest_task(data, root, ingest)
-    win = windows_task(ing, root, windows)
-    model = train_task(win, root, train, seed)
-    emb = embed_task(win, model, root, train.device)
-    clu = cluster_task(emb, root, cluster, seed)
-    syn = generate_task(win, model, emb, clu, root, generate, seed, train.device)
+    at = dict(root=root, credentials=credentials)
+    ing = ingest_task(data, cfg=ingest, **at)
+    win = windows_task(ing, cfg=windows, **at)
+    model = train_task(win, cfg=train, seed=seed, **at)
+    emb = embed_task(win, model, device=train.device, **at)
+    clu = cluster_task(emb, cfg=cluster, seed=seed, **at)
+    syn = generate_task(win, model, emb, clu, cfg=generate, seed=seed, device=train.device, **at)
     config = PipelineConfig(ingest=ingest, windows=windows, train=train, cluster=cluster, generate=generate, seed=seed)
     refs = {"ingest": ing, "windows": win, "train": model, "embed": emb, "cluster": clu, "generate": syn}
-    return manifest_task(root, run_id, data, config, refs)
+    return manifest_task(run_id, data, config, refs, **at)

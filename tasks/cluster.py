@@ -82,9 +82,9 @@ def cluster_embeddings(Z: np.ndarray, Z_series: np.ndarray, cfg: ClusterConfig, 
 
 @task(name="cluster", **STAGE_TASK)
 def cluster_task(embed: dict[str, Any], root: str, cfg: ClusterConfig, seed: int = 0,
-                 storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+                 credentials: str | None = None) -> dict[str, Any]:
     """Cluster the embeddings; skipped when already done."""
-    store = open_store(root, storage_options)
+    store = open_store(root, credentials)
     key = digest("cluster", embed["sha256"], cfg.model_dump(), seed, code_version())
     if (ref := store.stage_done("cluster", key)) is not None:
         return ref

@@ -44,5 +44,39 @@ def logger() -> logging.Logger | logging.LoggerAdapter:
         return logging.getLogger("tsatlas")
 
 
-def open_store(root: str, storage_options: dict[str, Any] | None = None) -> Store:
-    return Store(root, storage_options)
+def block_options(credentials: str | None) -> dict[str, Any] | None:
+    """s3fs options from the Prefect AwsCredentials block named `credentials`.
+
+    The block is loaded inside each task, so the secret never travels as a flow or task
+    parameter (which Prefect stores and shows). Without a block, s3fs uses the AWS_* variables
+    or profile as usual.
+    """
+    if not credentials:
+        return None
+    try:
+        from prefect_aws import AwsCredentials
+    except ImportError:
+        raise ConfigError(f"credentials block {credentials!r} given, but prefect-aws is not installed "
+                          "(pip install 'tsatlas[aws]')") from None
+    try:
+        block = AwsCredentials.load(credentials)
+    except ValueError:
+        raise ConfigError(f"no AwsCredentials block named {credentials!r}") from None
+    opts: dict[str, Any] = {}
+    if block.aws_access_key_id:
+        opts["key"] = block.aws_access_key_id
+    if block.aws_secret_access_key:
+        opts["secret"] = block.aws_secret_access_key.get_secret_value()
+    if block.aws_session_token:
+        opts["token"] = block.aws_session_token
+    if block.profile_name:
+        opts["profile"] = block.profile_name
+    if block.region_name:
+        opts["client_kwargs"] = {"region_name": block.region_name}
+    if block.aws_client_parameters.endpoint_url:
+        opts["endpoint_url"] = block.aws_client_parameters.endpoint_url
+    return opts
+
+
+def open_store(root: str, credentials: str | None = None) -> Store:
+    return Store(root, block_options(credentials))

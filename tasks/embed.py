@@ -39,9 +39,9 @@ def load_embeddings(store, ref: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarra
 
 @task(name="embed", **STAGE_TASK)
 def embed_task(windows: dict[str, Any], model: dict[str, Any], root: str, device: str = "auto",
-               storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+               credentials: str | None = None) -> dict[str, Any]:
     """Embed every window with the trained encoder; skipped when already done."""
-    store = open_store(root, storage_options)
+    store = open_store(root, credentials)
     key = digest("embed", windows["sha256"], model["sha256"], code_version())
     if (ref := store.stage_done("embed", key)) is not None:
         return ref

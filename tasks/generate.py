@@ -138,9 +138,9 @@ def evaluate(gen: Generator, real: np.ndarray, labels: np.ndarray, cfg: Generate
 @task(name="generate", **STAGE_TASK)
 def generate_task(windows: dict[str, Any], model: dict[str, Any], embed: dict[str, Any], clusters: dict[str, Any],
                   root: str, cfg: GenerateConfig, seed: int = 0, device: str = "auto",
-                  storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+                  credentials: str | None = None) -> dict[str, Any]:
     """Generate synthetic series per cluster; skipped when already done."""
-    store = open_store(root, storage_options)
+    store = open_store(root, credentials)
     key = digest("generate", windows["sha256"], model["sha256"], embed["sha256"], clusters["sha256"],
                  cfg.model_dump(), seed, code_version())
     if (ref := store.stage_done("generate", key)) is not None:

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 from prefect import task
 
-from tasks.common import STAGE_TASK, logger, open_store
+from tasks.common import STAGE_TASK, block_options, logger, open_store
 from tsatlas.config import IngestConfig
 from tsatlas.errors import InputError, StorageError
 from tsatlas.storage import code_version, digest, fs_options
@@ -292,14 +292,15 @@ def ingest_table(uri: str, cfg: IngestConfig, storage_options: dict[str, Any] | 
 
 
 @task(name="ingest", **STAGE_TASK)
-def ingest_task(data: str, root: str, cfg: IngestConfig, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+def ingest_task(data: str, root: str, cfg: IngestConfig, credentials: str | None = None) -> dict[str, Any]:
     """Ingest `data` into the store; skipped when the same file and config were ingested before."""
-    store = open_store(root, storage_options)
-    key = digest("ingest", fingerprint(data, storage_options), cfg.model_dump(), code_version())
+    store = open_store(root, credentials)
+    opts = block_options(credentials)
+    key = digest("ingest", fingerprint(data, opts), cfg.model_dump(), code_version())
     if (ref := store.stage_done("ingest", key)) is not None:
         logger().info("ingest: unchanged input, reusing %s", ref["uri"])
         return ref
-    out = ingest_table(data, cfg, storage_options)
+    out = ingest_table(data, cfg, opts)
     table = pa.Table.from_pandas(out.frame, preserve_index=False)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"tsatlas.channels": ",".join(out.channels).encode()})
     logger().info("ingest: %d rows in, %d series, %d gaps filled", out.info["rows_in"], out.info["series"], out.info["gaps_filled"])

@@ -42,10 +42,10 @@ def build_manifest(run_id: str, data: str, config: PipelineConfig, refs: dict[st
 
 
 @task(name="manifest", **STAGE_TASK)
-def manifest_task(root: str, run_id: str, data: str, config: PipelineConfig, refs: dict[str, dict[str, Any]],
-                  storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+def manifest_task(run_id: str, data: str, config: PipelineConfig, refs: dict[str, dict[str, Any]], root: str,
+                  credentials: str | None = None) -> dict[str, Any]:
     """Write runs/<run_id>/manifest.json last, so a manifest exists only for a run whose stages all finished."""
-    store = open_store(root, storage_options)
+    store = open_store(root, credentials)
     manifest = build_manifest(run_id, data, config, refs)
     key = check_key(f"runs/{run_id}/manifest.json")
     store.put_json(key, manifest)

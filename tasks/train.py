@@ -48,9 +48,9 @@ def load_model(store: Store, ref: dict[str, Any], device: str = "auto") -> RNNAu
 
 @task(name="train", **STAGE_TASK)
 def train_task(windows: dict[str, Any], root: str, cfg: TrainConfig, seed: int = 0,
-               storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+               credentials: str | None = None) -> dict[str, Any]:
     """Fit the autoencoder; resumes from the stage's last checkpoint; skipped when already done."""
-    store = open_store(root, storage_options)
+    store = open_store(root, credentials)
     key = digest("train", windows["sha256"], cfg.model_dump(), seed, code_version())
     if (ref := store.stage_done("train", key)) is not None:
         return ref

@@ -158,9 +158,9 @@ def load_windows(store: Store, ref: dict[str, Any]) -> tuple[Windows, list[str],
 
 @task(name="windows", **STAGE_TASK)
 def windows_task(ingested: dict[str, Any], root: str, cfg: WindowsConfig,
-                 storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+                 credentials: str | None = None) -> dict[str, Any]:
     """Cut the ingested series into standardised windows; skipped when already done."""
-    store = open_store(root, storage_options)
+    store = open_store(root, credentials)
     key = digest("windows", ingested["sha256"], cfg.model_dump(), code_version())
     if (ref := store.stage_done("windows", key)) is not None:
         return ref

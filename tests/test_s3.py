@@ -198,3 +198,23 @@ def test_two_runs_at_once_on_one_root(prefect_harness, s3, moto_server):
     for m in results:
         assert store.get_json(f"runs/{m['run_id']}/manifest.json")["run_id"] == m["run_id"]
         _verify(store, m)
+
+
+def test_credentials_from_a_prefect_block(prefect_harness, s3, moto_server, monkeypatch):
+    """No AWS_* variables at all: endpoint and keys come from an AwsCredentials block."""
+    from prefect_aws import AwsCredentials
+    from prefect_aws.credentials import AwsClientParameters
+
+    data = _upload(s3, moto_server.url)
+    AwsCredentials(aws_access_key_id="block-key", aws_secret_access_key=SECRET, region_name="us-east-1",
+                   aws_client_parameters=AwsClientParameters(endpoint_url=moto_server.url)).save("tsatlas-test", overwrite=True)
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(var)
+    from flows.pipeline import atlas
+    from tsatlas.config import load_config
+
+    cfg = load_config(sets=[f"{s}.{k}={v}" for s, kv in TINY.items() for k, v in kv.items()])
+    m = atlas(data=data, root=f"s3://{s3}/blocky", ingest=cfg.ingest, windows=cfg.windows, train=cfg.train,
+              cluster=cfg.cluster, generate=cfg.generate, credentials="tsatlas-test")
+    assert m["stages"]["generate"]["uri"].startswith(f"s3://{s3}/blocky/")
+    assert SECRET not in json.dumps(m)

@@ -73,10 +73,12 @@ def _quiet_prefect() -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from tsatlas.config import load_config
     from tasks.ingest import BUNDLED_DATA, fingerprint, resolve_data
+    from tsatlas.storage import Store
 
     cfg = load_config(args.config, args.sets, args.seed)
     data = resolve_data(args.data or BUNDLED_DATA)
-    fingerprint(data)  # fail fast on a missing file, before Prefect starts
+    fingerprint(data)  # fail fast on a missing file or an unknown storage scheme, before Prefect starts
+    Store(args.root)
     from flows.pipeline import atlas
 
     if not args.verbose:

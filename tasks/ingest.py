@@ -107,6 +107,12 @@ def _time(df: pd.DataFrame, col: str, source: str) -> pd.Series:
         if s.isna().any() or not np.all(np.mod(s.to_numpy(), 1) == 0):
             raise InputError(f"{source}: column {col!r}: integer steps expected, found a blank or fractional value")
         return s.astype(np.int64)
+    text = s.astype(str).str.strip()
+    aware = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).to_numpy()
+    if aware.any() and not aware.all():
+        i = int(np.flatnonzero(aware != aware[0])[0])
+        raise InputError(f"{source}: column {col!r}, row {i + 2}: {s.iloc[i]!r} mixes time zones: it has "
+                         f"{'no' if aware[0] else 'a'} UTC offset, row 2 has {'one' if aware[0] else 'none'}")
     try:
         return pd.to_datetime(s, utc=True, format="ISO8601")
     except (ValueError, TypeError):

@@ -35,7 +35,8 @@ def build_manifest(run_id: str, data: str, config: PipelineConfig, refs: dict[st
         "config": config.model_dump(mode="json"),
         "code_version": code_version(),
         "stages": stages,
-        "summary": {"ingest": refs["ingest"]["info"], "windows": {"shape": refs["windows"]["shape"]},
+        "summary": {"ingest": refs["ingest"]["info"], "windows": {"shape": refs["windows"]["shape"],
+                                                                   "skipped_series": refs["windows"]["skipped_series"]},
                     "embed": {"anomaly_threshold": refs["embed"]["threshold"]}},
         "metrics": {s: refs[s]["metrics"] for s in ("train", "cluster", "generate")},
     }

@@ -1,0 +1,208 @@
+"""Bad input, faults and untrusted artifacts: every case ends with one clear line, a
+non-zero exit, and no manifest; faults keep what was done and never leave half artifacts."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import TINY, make_long
+from flows.cli import main
+
+SETS = [a for s, kv in TINY.items() for k, v in kv.items() for a in ("--set", f"{s}.{k}={v}")]
+
+
+def _manifests(root):
+    return [os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs if f == "manifest.json"]
+
+
+def _csv(path, df):
+    df.to_csv(path, index=False)
+    return str(path)
+
+
+def _case(tmp_path, name):
+    """Write the input of one bad-input case; return (cli args, expected text in the message)."""
+    long = make_long(n_series=2, steps=40, channels=1, label=False)
+    f = tmp_path / f"{name}.csv"
+    if name == "missing":
+        return ["--data", str(f)], "missing.csv: file not found"
+    if name == "empty":
+        f.write_text("")
+        return ["--data", str(f)], "empty.csv: file is empty"
+    if name == "header_only":
+        f.write_text("series_id,timestamp,ch0\n")
+        return ["--data", str(f)], "header_only.csv: no data rows"
+    if name == "no_numeric":
+        f.write_text("series_id,timestamp\na,2024-01-01\n")
+        return ["--data", str(f)], "no_numeric.csv: no numeric channel"
+    if name == "text_in_channel":
+        bad = long.astype({"ch0": object})
+        bad.loc[7, "ch0"] = "n/a?"
+        return ["--data", _csv(f, bad)], "text_in_channel.csv: column 'ch0', row 9: value 'n/a?' is not a number"
+    if name == "long_gap":
+        bad = long.copy()
+        bad.loc[5:12, "ch0"] = np.nan
+        return ["--data", _csv(f, bad)], "long_gap.csv: series 's0', column 'ch0': 8 missing or non-finite steps"
+    if name == "inf_run":
+        bad = long.copy()
+        bad.loc[45:50, "ch0"] = np.inf
+        return ["--data", _csv(f, bad)], "inf_run.csv: series 's1', column 'ch0': 6 missing or non-finite steps"
+    if name == "duplicate_timestamps":
+        return ["--data", _csv(f, pd.concat([long, long.iloc[[3]]]))], "series 's0' has duplicate timestamp"
+    if name == "mixed_time_zones":
+        bad = long.copy()
+        bad["timestamp"] = bad["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S")
+        bad.loc[0, "timestamp"] = bad.loc[0, "timestamp"] + "Z"
+        return ["--data", _csv(f, bad)], "mixed_time_zones.csv: column 'timestamp', row 3"
+    if name == "all_series_short":
+        return ["--data", _csv(f, long), "--set", "windows.length=50"], "every series is shorter than windows.length=50"
+    if name == "k_above_windows":
+        return ["--data", _csv(f, long), "--set", "cluster.k=500"], "cluster.k=500 exceeds the number of windows (8)"
+    if name == "length_zero":
+        return ["--set", "windows.length=0"], "windows.length: Input should be greater than or equal to 2"
+    if name == "stride_zero":
+        return ["--set", "windows.stride=0"], "windows.stride: Input should be greater than or equal to 1"
+    if name == "unknown_scheme":
+        return ["--data", _csv(f, long), "--root", "nosuch://bucket/x"], "cannot open store root 'nosuch://bucket/x'"
+    if name == "corrupt_parquet":
+        p = tmp_path / "corrupt.parquet"
+        long.to_parquet(p)
+        p.write_bytes(p.read_bytes()[:200])
+        return ["--data", str(p)], "corrupt.parquet: not a readable Parquet file"
+    if name == "yaml_unknown_key":
+        y = tmp_path / "c.yaml"
+        y.write_text("train:\n  hiden: 8\n")
+        return ["--config", str(y)], "c.yaml: train.hiden: unknown key"
+    if name == "yaml_wrong_type":
+        y = tmp_path / "c.yaml"
+        y.write_text("cluster:\n  k_max: lots\n")
+        return ["--config", str(y)], "c.yaml: cluster.k_max: Input should be a valid integer"
+    raise AssertionError(name)
+
+
+CASES = ["missing", "empty", "header_only", "no_numeric", "text_in_channel", "long_gap", "inf_run",
+         "duplicate_timestamps", "mixed_time_zones", "all_series_short", "k_above_windows", "length_zero",
+         "stride_zero", "unknown_scheme", "corrupt_parquet", "yaml_unknown_key", "yaml_wrong_type"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_bad_input_table(prefect_harness, tmp_path, capsys, name):
+    args, expected = _case(tmp_path, name)
+    root = tmp_path / "art"
+    code = main(["run", "--root", str(root), *SETS, *args] if "--root" not in args else ["run", *SETS, *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("tsatlas: error: ") and expected in err[0], err
+    assert not _manifests(root)
+
+
+def test_short_series_skipped_when_others_remain(prefect_harness, tmp_path, capsys):
+    df = pd.concat([make_long(n_series=4, steps=80), make_long(n_series=1, steps=10).assign(series_id="tiny")])
+    assert main(["run", "--data", _csv(tmp_path / "d.csv", df), "--root", str(tmp_path / "a"), "--json", *SETS]) == 0
+    import json
+
+    m = json.loads(capsys.readouterr().out)
+    assert m["summary"]["ingest"]["series"] == 5 and m["summary"]["windows"]["skipped_series"] == 1
+
+
+def test_sigkill_during_training_then_rerun_resumes(prefect_harness, tmp_path, tiny_csv, capsys):
+    """A real `tsatlas run` process is killed mid-training; running again resumes from its checkpoint."""
+    from prefect.settings import PREFECT_API_URL
+
+    root = tmp_path / "art"
+    args = ["run", "--data", tiny_csv, "--root", str(root), *SETS, "--set", "train.epochs=60",
+            "--set", "train.patience=1000", "--set", "train.hidden=48"]
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    exe = os.path.join(os.path.dirname(sys.executable), "tsatlas")
+    proc = subprocess.Popen([exe, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 180
+    ckpt = None
+    while time.time() < deadline and ckpt is None:
+        found = [os.path.join(d, "checkpoint.pt") for d, _, fs in os.walk(root) if "checkpoint.pt" in fs]
+        ckpt = found[0] if found else None
+        time.sleep(0.1)
+    assert ckpt, "training never checkpointed"
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not _manifests(root)
+
+    assert main([*args, "--json"]) == 0
+    import json
+
+    m = json.loads(capsys.readouterr().out)
+    tr = m["metrics"]["train"]
+    assert tr["resumed_from_epoch"] >= 1 and tr["epochs"] == 60
+
+
+def test_malicious_checkpoint_is_refused_and_never_runs(prefect_harness, tmp_path, tiny_csv, capsys):
+    from tsatlas.config import load_config
+    from tsatlas.storage import code_version, digest
+
+    root = tmp_path / "art"
+    assert main(["run", "--data", tiny_csv, "--root", str(root), "--json", *SETS]) == 0
+    import json
+
+    m = json.loads(capsys.readouterr().out)
+    cfg = load_config(sets=[SETS[i + 1] for i in range(0, len(SETS), 2)] + ["train.epochs=4"])
+    key = digest("train", m["stages"]["windows"]["sha256"], cfg.train.model_dump(), cfg.seed, code_version())
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    target = root / "stages" / "train" / key / "checkpoint.pt"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(pickle.dumps({"epoch": Payload()}))
+    assert main(["run", "--data", tiny_csv, "--root", str(root), *SETS, "--set", "train.epochs=4"]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint.pt: refused to load checkpoint" in err
+    assert not marker.exists()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_full_disk_clear_error_and_no_half_artifact(prefect_harness, tmp_path, tiny_csv, tiny_disk, capsys, monkeypatch):
+    from tasks.cluster import cluster_task
+    from tasks.embed import embed_task
+    from tasks.generate import generate_task
+    from tasks.ingest import ingest_task
+    from tasks.train import train_task
+    from tasks.windows import windows_task
+
+    for t in (ingest_task, windows_task, train_task, embed_task, cluster_task, generate_task):
+        monkeypatch.setattr(t, "retry_delay_seconds", [0, 0])
+    assert main(["run", "--data", tiny_csv, "--root", str(tiny_disk), *SETS]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "write failed" in err[0] and "No space left on device" in err[0], err
+    assert not _manifests(tiny_disk)
+    # nothing half-written: no temp files, and every attempt folder left behind is a published one
+    import json
+
+    files = [os.path.join(d, f) for d, _, fs in os.walk(tiny_disk) for f in fs]
+    assert not [f for f in files if os.path.basename(f).startswith(".tmp-")]
+    published = {json.load(open(f))["prefix"] for f in files if f.endswith("_done.json")}
+    for f in files:
+        rel = os.path.relpath(f, tiny_disk)
+        if not rel.endswith(("_done.json", "checkpoint.pt")):
+            assert os.path.dirname(rel) in published, rel

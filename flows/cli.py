@@ -29,6 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None, help="seed for every random step")
     run.add_argument("--json", action="store_true", help="print the manifest as JSON instead of the summary")
     run.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs and full tracebacks")
+    rep = sub.add_parser("report", help="write one self-contained HTML report of a run")
+    rep.add_argument("run_id", help="run id (see runs/ under the root), or 'latest'")
+    rep.add_argument("--root", default="./artifacts", help="artifact store root (default: ./artifacts)")
+    rep.add_argument("--out", default=None, help="also write the HTML to this local file")
+    rep.add_argument("-v", "--verbose", action="store_true", help="full tracebacks")
     return p
 
 
@@ -89,6 +94,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from tasks.report import write_report
+    from tsatlas.storage import Store
+
+    uri = write_report(Store(args.root), args.run_id, args.out)
+    print(args.out or uri)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not args.verbose:
@@ -96,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     from tsatlas.errors import TsatlasError
 
     try:
-        return {"run": cmd_run}[args.command](args)
+        return {"run": cmd_run, "report": cmd_report}[args.command](args)
     except TsatlasError as e:
         if args.verbose:
             raise

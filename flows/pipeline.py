@@ -1,4 +1,5 @@
-"""The atlas flow: ingest -> windows -> train -> embed -> cluster -> generate."""
+"""The atlas flow: ingest -> windows -> train -> embed -> cluster -> generate, then the
+run's report and manifest."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from tasks.embed import embed_task
 from tasks.generate import generate_task
 from tasks.ingest import BUNDLED_DATA, resolve_data, ingest_task
 from tasks.manifest import manifest_task, new_run_id
+from tasks.report import report_task
 from tasks.train import train_task
 from tasks.windows import windows_task
 from tsatlas.config import ClusterConfig, GenerateConfig, IngestConfig, PipelineConfig, TrainConfig, WindowsConfig
@@ -53,4 +55,5 @@ def atlas(
     syn = generate_task(win, model, emb, clu, cfg=generate, seed=seed, device=train.device, **at)
     config = PipelineConfig(ingest=ingest, windows=windows, train=train, cluster=cluster, generate=generate, seed=seed)
     refs = {"ingest": ing, "windows": win, "train": model, "embed": emb, "cluster": clu, "generate": syn}
-    return manifest_task(run_id, data, config, refs, **at)
+    report = report_task(run_id, refs, seed, **at)
+    return manifest_task(run_id, data, config, refs, report, **at)

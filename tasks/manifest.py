@@ -25,7 +25,8 @@ def new_run_id() -> str:
     return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{rid.replace('-', '')[:8]}"
 
 
-def build_manifest(run_id: str, data: str, config: PipelineConfig, refs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def build_manifest(run_id: str, data: str, config: PipelineConfig, refs: dict[str, dict[str, Any]],
+                   report: dict[str, Any] | None = None) -> dict[str, Any]:
     stages = {s: {k: refs[s][k] for k in ("uri", "sha256", "rows", "key", "prefix")} | {"files": refs[s]["files"]} for s in STAGES}
     return {
         "run_id": run_id,
@@ -39,15 +40,17 @@ def build_manifest(run_id: str, data: str, config: PipelineConfig, refs: dict[st
                                                                    "skipped_series": refs["windows"]["skipped_series"]},
                     "embed": {"anomaly_threshold": refs["embed"]["threshold"]}},
         "metrics": {s: refs[s]["metrics"] for s in ("train", "cluster", "generate")},
+        **(report or {}),
     }
 
 
 @task(name="manifest", **STAGE_TASK)
-def manifest_task(run_id: str, data: str, config: PipelineConfig, refs: dict[str, dict[str, Any]], root: str,
+def manifest_task(run_id: str, data: str, config: PipelineConfig, refs: dict[str, dict[str, Any]],
+                  report: dict[str, Any] | None, root: str,
                   credentials: str | None = None) -> dict[str, Any]:
     """Write runs/<run_id>/manifest.json last, so a manifest exists only for a run whose stages all finished."""
     store = open_store(root, credentials)
-    manifest = build_manifest(run_id, data, config, refs)
+    manifest = build_manifest(run_id, data, config, refs, report)
     key = check_key(f"runs/{run_id}/manifest.json")
     store.put_json(key, manifest)
     manifest["manifest_uri"] = store.uri(key)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import gc
 import io
 import pickle
+import sys
 import time
 from typing import Any
 
 import pyarrow as pa
 import torch
 from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from tasks.common import STAGE_TASK, logger, open_store
 from tasks.windows import load_windows
@@ -64,10 +66,18 @@ def train_task(windows: dict[str, Any], root: str, cfg: TrainConfig, seed: int =
         log.info("train: resuming from checkpoint after epoch %d", int(resume["epoch"]) + 1)
     w, _, _ = load_windows(store, windows)
 
+    progress = create_progress_artifact(0.0, description="autoencoder training, % of the epoch budget")
+    tty = sys.stderr.isatty()
+
     def on_epoch(state: dict[str, Any]) -> None:
         h = state["history"][-1]
         log.info("train: epoch %d/%d  train %.5f  val %.5f  (%.2fs)", h["epoch"], cfg.epochs,
                  h["train_loss"], h["val_loss"], h["seconds"])
+        update_progress_artifact(progress, 100.0 * h["epoch"] / cfg.epochs)
+        if tty:  # a progress bar for people at a terminal
+            done = int(30 * h["epoch"] / cfg.epochs)
+            print(f"\r  train [{'#' * done}{'.' * (30 - done)}] epoch {h['epoch']}/{cfg.epochs}  "
+                  f"val {h['val_loss']:.4f}", end="", file=sys.stderr, flush=True)
         buf = io.BytesIO()
         torch.save(state, buf)
         store.put_bytes(ckpt_key, buf.getvalue())
@@ -75,6 +85,9 @@ def train_task(windows: dict[str, Any], root: str, cfg: TrainConfig, seed: int =
     t0 = time.perf_counter()
     ae = make_estimator(cfg, seed).fit(w.X, resume=resume, on_epoch=on_epoch)
     seconds = time.perf_counter() - t0
+    update_progress_artifact(progress, 100.0)  # early stopping ends before the budget
+    if tty:
+        print(file=sys.stderr)
     hist = ae.history_
     best = min(hist, key=lambda h: h["val_loss"])
     metrics = {"epochs": len(hist), "train_loss": hist[-1]["train_loss"], "val_loss": hist[-1]["val_loss"],

@@ -1,0 +1,70 @@
+"""Figures, Prefect artifacts and the offline HTML report, checked in a real headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import TINY
+from flows.cli import main
+from tsatlas.storage import Store
+
+SETS = [a for s, kv in TINY.items() for k, v in kv.items() for a in ("--set", f"{s}.{k}={v}")]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FIGURES = {"loss", "embeddings", "prototypes", "real_vs_synthetic", "errors"}
+
+
+def test_figures_artifacts_and_html_report(prefect_harness, tiny_csv, tmp_path, capsys):
+    import json
+
+    root = tmp_path / "art"
+    assert main(["run", "--data", tiny_csv, "--root", str(root), "--json", *SETS]) == 0
+    m = json.loads(capsys.readouterr().out)
+    store = Store(str(root))
+    assert set(m["plots"]) == FIGURES
+    for name, p in m["plots"].items():
+        png = store.get_bytes(f"runs/{m['run_id']}/plots/{name}.png", p["sha256"])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    protos = store.get_table(f"runs/{m['run_id']}/prototypes.parquet", m["prototypes"]["sha256"])
+    assert protos.num_rows == m["metrics"]["cluster"]["k"]
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    keys = ["tsatlas-summary", "tsatlas-clusters", "tsatlas-metrics", "tsatlas-figures"]
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
+    assert {a.key for a in found} == set(keys)
+    summary = next(a for a in found if a.key == "tsatlas-summary")
+    assert m["run_id"] in summary.data and "silhouette" in summary.data
+
+    out = tmp_path / "report.html"
+    assert main(["report", m["run_id"], "--root", str(root), "--out", str(out)]) == 0
+    assert store.exists(f"runs/{m['run_id']}/report.html")
+    page = out.read_text()
+    assert "http://" not in page and "https://" not in page and "<script" not in page  # self-contained
+
+    if not CHROMIUM:
+        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(out.as_uri())
+        page.wait_for_load_state("load")
+        images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
+        browser.close()
+    assert len(images) == len(FIGURES) and all(ok and width > 0 for _, ok, width in images), images
+    assert errors == []
+
+
+def test_report_of_an_unknown_run(tmp_path, capsys):
+    assert main(["report", "nope", "--root", str(tmp_path)]) == 2
+    assert "no such run" in capsys.readouterr().err

@@ -29,6 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None, help="seed for every random step")
     run.add_argument("--json", action="store_true", help="print the manifest as JSON instead of the summary")
     run.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs and full tracebacks")
+    sc = sub.add_parser("score", help="score new data with a trained run")
+    sc.add_argument("--data", required=True, help="CSV or Parquet file with the trained run's channels")
+    sc.add_argument("--model", default="latest", help="run id of a finished atlas run, or 'latest' (default)")
+    sc.add_argument("--root", default="./artifacts", help="artifact store root (default: ./artifacts)")
+    sc.add_argument("--json", action="store_true", help="print the result as JSON")
+    sc.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs and full tracebacks")
     rep = sub.add_parser("report", help="write one self-contained HTML report of a run")
     rep.add_argument("run_id", help="run id (see runs/ under the root), or 'latest'")
     rep.add_argument("--root", default="./artifacts", help="artifact store root (default: ./artifacts)")
@@ -94,6 +100,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from tasks.ingest import fingerprint, resolve_data
+
+    data = resolve_data(args.data)
+    fingerprint(data)
+    from flows.score import score
+
+    if not args.verbose:
+        _quiet_prefect()
+    r = score(data=data, model=args.model, root=args.root)
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        mix = ", ".join(f"{c}: {a:.0%} -> {b:.0%}" for c, (a, b) in enumerate(zip(r["train_share"], r["new_share"])))
+        print(f"scored {r['windows']} windows of {r['data']} with run {r['model_run']}\n"
+              f"  anomalies  {r['anomalies']} above the training threshold {r['threshold']:.4f}\n"
+              f"  clusters   share in training -> in this data: {mix} (total variation {r['total_variation']:.3f})\n"
+              f"  scores     {r['uri']}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from tasks.report import write_report
     from tsatlas.storage import Store
@@ -110,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     from tsatlas.errors import TsatlasError
 
     try:
-        return {"run": cmd_run, "report": cmd_report}[args.command](args)
+        return {"run": cmd_run, "score": cmd_score, "report": cmd_report}[args.command](args)
     except TsatlasError as e:
         if args.verbose:
             raise

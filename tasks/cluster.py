@@ -3,6 +3,7 @@ assignments per window and per series (its mean embedding), and centroids."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from tsatlas.config import ClusterConfig
 from tsatlas.errors import ConfigError
 from tsatlas.metrics import agreement, clustering_scores
 from tsatlas.storage import code_version, digest
-from tsatlas.tables import fixed_list
+from tsatlas.tables import fixed_list, from_fixed_list, meta, with_meta
 
 
 @dataclass
@@ -30,6 +31,8 @@ class Clustering:
     series_labels: np.ndarray   # (S,)
     series_distance: np.ndarray
     centroids: np.ndarray       # (k, D) in z units (not standardised)
+    z_mean: np.ndarray          # (D,) the standardisation applied before K-means
+    z_scale: np.ndarray
     scores_by_k: dict[int, float]
     metrics: dict[str, float]
 
@@ -77,7 +80,16 @@ def cluster_embeddings(Z: np.ndarray, Z_series: np.ndarray, cfg: ClusterConfig, 
     if series_truth is not None and len(series_truth) > 1:
         metrics.update(agreement(series_truth, s_labels))
     return Clustering(k, labels, dist, s_labels, s_dist, scaler.inverse_transform(km.cluster_centers_),
-                      scores, metrics)
+                      scaler.mean_, scaler.scale_, scores, metrics)
+
+
+def assign(Z: np.ndarray, centroids: np.ndarray, z_mean: np.ndarray, z_scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centroid in the standardised space K-means used: (n, D) -> (cluster (n,), distance (n,))."""
+    Zs = (Z - z_mean) / z_scale
+    Cs = (centroids - z_mean) / z_scale
+    d2 = (Zs**2).sum(1)[:, None] - 2 * Zs @ Cs.T + (Cs**2).sum(1)[None, :]  # (n, k)
+    lab = np.argmin(d2, axis=1)
+    return lab, np.sqrt(np.maximum(d2[np.arange(len(Z)), lab], 0.0))
 
 
 @task(name="cluster", **STAGE_TASK)
@@ -101,7 +113,15 @@ def cluster_task(embed: dict[str, Any], root: str, cfg: ClusterConfig, seed: int
         out.put_table("series.parquet", pa.table({
             "series_id": pa.array(series["series_id"].astype(str).to_numpy()),
             "cluster": pa.array(c.series_labels.astype(np.int32)), "distance": pa.array(c.series_distance)}))
-        out.put_table("centroids.parquet", pa.table({
+        out.put_table("centroids.parquet", with_meta(pa.table({
             "cluster": pa.array(np.arange(c.k, dtype=np.int32)), "size": pa.array(np.bincount(c.labels, minlength=c.k)),
-            "z": fixed_list(c.centroids)}))
+            "z": fixed_list(c.centroids)}), z_mean=json.dumps(c.z_mean.tolist()), z_scale=json.dumps(c.z_scale.tolist())))
         return out.finish("windows.parquet", len(c.labels), metrics=c.metrics)
+
+
+def load_centroids(store, ref: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """-> (centroids (k, D), sizes (k,), z_mean (D,), z_scale (D,))."""
+    t = store.read_stage_table(ref, "centroids.parquet")
+    D = t.schema.field("z").type.list_size
+    return (from_fixed_list(t.column("z"), (D,)), t.column("size").to_numpy(),
+            np.asarray(json.loads(meta(t, "z_mean"))), np.asarray(json.loads(meta(t, "z_scale"))))

@@ -37,3 +37,13 @@ def test_k_larger_than_windows_is_an_error():
     Z, _ = _blobs(per=2)
     with pytest.raises(ConfigError, match=r"cluster\.k=10 exceeds the number of windows \(6\)"):
         cluster_embeddings(Z, Z, ClusterConfig(k=10))
+
+
+def test_assign_matches_the_fitted_labels():
+    from tasks.cluster import assign
+
+    Z, _ = _blobs()
+    c = cluster_embeddings(Z, Z[:3], ClusterConfig(k=3))
+    lab, dist = assign(Z, c.centroids, c.z_mean, c.z_scale)
+    np.testing.assert_array_equal(lab, c.labels)
+    np.testing.assert_allclose(dist, c.distance, rtol=1e-6, atol=1e-9)

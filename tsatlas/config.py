@@ -6,10 +6,10 @@ The section and key names are a public contract (the Prefect UI form, YAML files
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tsatlas.errors import ConfigError
 
@@ -69,17 +69,11 @@ class TrainConfig(_Section):
 class ClusterConfig(_Section):
     """K-means over the standardised embeddings."""
 
-    k: int | Literal["auto"] = Field("auto", description="Number of clusters, or 'auto' to choose by silhouette.")
+    k: Annotated[int, Field(ge=2, le=10_000)] | Literal["auto"] = Field(
+        "auto", description="Number of clusters (at least 2), or 'auto' to choose by silhouette.")
     k_min: int = Field(2, ge=2, le=1000, description="Smallest k tried when k is auto.")
     k_max: int = Field(8, ge=2, le=1000, description="Largest k tried when k is auto.")
     sample: int = Field(5000, ge=100, description="Windows sampled to score silhouette.")
-
-    @field_validator("k")
-    @classmethod
-    def _k_at_least_two(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 2:
-            raise ValueError("k must be at least 2 (or 'auto')")
-        return v
 
     @model_validator(mode="after")
     def _range(self) -> ClusterConfig:
@@ -118,15 +112,15 @@ class PipelineConfig(_Section):
 
 
 def _format_error(err: ValidationError, prefix: str = "") -> str:
-    parts = []
+    """One clause per offending key (the first reason when a union gave several)."""
+    parts: dict[str, str] = {}
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("literal[", "int", "function")))
-        got = e.get("input")
-        msg = e["msg"]
+        key = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("literal[", "int", "function", "constrained-")))
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
-        parts.append(f"{prefix}{key}: {msg}" + ("" if e["type"] == "extra_forbidden" else f" (got {got!r})"))
-    return "; ".join(dict.fromkeys(parts))
+            parts.setdefault(key, f"{prefix}{key}: unknown key")
+        else:
+            parts.setdefault(key, f"{prefix}{key}: {e['msg']} (got {e.get('input')!r})")
+    return "; ".join(parts.values())
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

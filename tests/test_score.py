@@ -1,0 +1,46 @@
+"""`tsatlas score`: new data through a trained run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from conftest import TINY, make_long
+from flows.cli import main
+
+SETS = [a for s, kv in TINY.items() for k, v in kv.items() for a in ("--set", f"{s}.{k}={v}")]
+
+
+def test_score_new_data_with_the_latest_run(prefect_harness, tiny_csv, tmp_path, capsys):
+    root = str(tmp_path / "art")
+    assert main(["run", "--data", tiny_csv, "--root", root, "--json", *SETS]) == 0
+    run = json.loads(capsys.readouterr().out)
+
+    new = make_long(n_series=3, steps=96, seed=5)
+    new.loc[new.series_id == "s2", ["ch0", "ch1"]] *= 8  # one series far from anything seen in training
+    path = tmp_path / "new.csv"
+    new.to_csv(path, index=False)
+    assert main(["score", "--data", str(path), "--root", root, "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["model_run"] == run["run_id"] and r["windows"] == 3 * 11
+    scores = pq.read_table(r["uri"]).to_pandas()
+    assert len(scores) == r["windows"] and set(scores["cluster"]) <= set(range(run["metrics"]["cluster"]["k"]))
+    flagged = scores.groupby("series_id")["anomaly"].mean()
+    assert flagged["s2"] == 1.0 and flagged.drop("s2").max() < 0.5
+    assert r["anomalies"] == int(scores["anomaly"].sum())
+    assert len(r["new_share"]) == len(r["train_share"]) and np.isclose(sum(r["new_share"]), 1.0)
+
+    assert main(["score", "--data", str(path), "--root", root]) == 0  # the human summary
+    assert "anomalies" in capsys.readouterr().out
+
+
+def test_score_with_other_channels_is_refused(prefect_harness, tiny_csv, tmp_path, capsys):
+    root = str(tmp_path / "art")
+    assert main(["run", "--data", tiny_csv, "--root", root, *SETS]) == 0
+    capsys.readouterr()
+    path = tmp_path / "other.csv"
+    make_long(n_series=2, steps=60, channels=3).to_csv(path, index=False)
+    assert main(["score", "--data", str(path), "--root", root]) == 2
+    assert "differ from the trained model's" in capsys.readouterr().err

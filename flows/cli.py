@@ -29,6 +29,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=None, help="seed for every random step")
     run.add_argument("--json", action="store_true", help="print the manifest as JSON instead of the summary")
     run.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs and full tracebacks")
+    bf = sub.add_parser("backfill", help="run the atlas flow over past partitions [start, end)")
+    bf.add_argument("--start", required=True, help="first partition's start, e.g. 1990-01-01")
+    bf.add_argument("--end", required=True, help="end of the last partition (exclusive)")
+    bf.add_argument("--every", default="1d", help="partition length, e.g. 1d, 6h, 30d (default 1d)")
+    bf.add_argument("--max-concurrency", type=int, default=2, help="partitions run at once (default 2)")
+    for a in ("--data", "--root", "--config", "--set", "--seed", "--json", "-v"):
+        bf._add_action(next(x for x in run._actions if a in x.option_strings))
     sc = sub.add_parser("score", help="score new data with a trained run")
     sc.add_argument("--data", required=True, help="CSV or Parquet file with the trained run's channels")
     sc.add_argument("--model", default="latest", help="run id of a finished atlas run, or 'latest' (default)")
@@ -100,6 +107,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from tasks.ingest import BUNDLED_DATA, fingerprint, resolve_data
+    from tsatlas.config import load_config
+    from tsatlas.storage import Store
+
+    cfg = load_config(args.config, args.sets, args.seed)
+    data = resolve_data(args.data or BUNDLED_DATA)
+    fingerprint(data)
+    Store(args.root)
+    from flows.backfill import backfill
+
+    if not args.verbose:
+        _quiet_prefect()
+    rows = backfill(start=args.start, end=args.end, every=args.every, data=data, root=args.root, ingest=cfg.ingest,
+                    windows=cfg.windows, train=cfg.train, cluster=cfg.cluster, generate=cfg.generate, seed=cfg.seed,
+                    max_concurrency=args.max_concurrency)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"  {r['partition']}  {r['state']:<22} {r.get('manifest', '')}")
+    return 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from tasks.ingest import fingerprint, resolve_data
 
@@ -137,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     from tsatlas.errors import TsatlasError
 
     try:
-        return {"run": cmd_run, "score": cmd_score, "report": cmd_report}[args.command](args)
+        commands = {"run": cmd_run, "backfill": cmd_backfill, "score": cmd_score, "report": cmd_report}
+        return commands[args.command](args)
     except TsatlasError as e:
         if args.verbose:
             raise

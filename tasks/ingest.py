@@ -16,6 +16,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 from prefect import task
 
 from tasks.common import STAGE_TASK, block_options, logger, open_store
@@ -66,15 +67,45 @@ def fingerprint(uri: str, storage_options: dict[str, Any] | None = None) -> dict
     return {"uri": uri, **{k: str(info[k]) for k in keep if k in info}}
 
 
-def read_table(uri: str, storage_options: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Read CSV (any other suffix) or Parquet (.parquet/.pq) from a path or fsspec URL."""
+def _time_filters(schema: pa.Schema, cfg: IngestConfig | None) -> list[tuple] | None:
+    """Parquet predicates for start <= time < end, typed like the file's time column."""
+    if cfg is None or (cfg.start is None and cfg.end is None) or cfg.time_column not in schema.names:
+        return None
+    typ = schema.field(cfg.time_column).type
+    if pa.types.is_timestamp(typ):
+        conv = (lambda v: pd.Timestamp(v).tz_localize("UTC") if pd.Timestamp(v).tz is None else pd.Timestamp(v)) \
+            if typ.tz else (lambda v: pd.Timestamp(v).tz_localize(None))
+    elif pa.types.is_integer(typ):
+        conv = int
+    else:
+        conv = str
+    out = []
+    if cfg.start is not None:
+        out.append((cfg.time_column, ">=", conv(cfg.start)))
+    if cfg.end is not None:
+        out.append((cfg.time_column, "<", conv(cfg.end)))
+    return out
+
+
+def read_table(uri: str, storage_options: dict[str, Any] | None = None, cfg: IngestConfig | None = None) -> pd.DataFrame:
+    """Read CSV (any other suffix) or Parquet (.parquet/.pq) from a path or fsspec URL.
+
+    With cfg.start/end, Parquet is read with row-group predicates on the time column, so only
+    the partition's row groups are decoded; CSV is read whole and clipped after.
+    """
     fingerprint(uri, storage_options)
     is_parquet = uri.lower().endswith((".parquet", ".pq"))
     try:
         with fsspec.open(uri, "rb", **fs_options(uri, storage_options)) as f:
-            df = pd.read_parquet(f) if is_parquet else pd.read_csv(f)
+            if is_parquet:
+                pf = pq.ParquetFile(f)
+                df = pq.read_table(f, filters=_time_filters(pf.schema_arrow, cfg)).to_pandas()
+            else:
+                df = pd.read_csv(f)
     except pd.errors.EmptyDataError:
         raise InputError(f"{uri}: file is empty") from None
+    except pa.ArrowNotImplementedError as e:
+        raise InputError(f"{uri}: cannot filter column {cfg.time_column!r} by ingest.start/end ({e})") from None
     except (pa.ArrowInvalid, pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
         kind = "Parquet" if is_parquet else "CSV"
         raise InputError(f"{uri}: not a readable {kind} file ({str(e).splitlines()[0]})") from None
@@ -287,7 +318,7 @@ def ingest_table(uri: str, cfg: IngestConfig, storage_options: dict[str, Any] | 
     Returns:
         The series table, its channel names, and counts for the summary.
     """
-    raw = read_table(uri, storage_options)
+    raw = read_table(uri, storage_options, cfg)
     long, channels, has_label = to_long(raw, cfg, uri)
     long = clip_range(long, cfg)
     if long.empty:

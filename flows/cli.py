@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--root", default="./artifacts", help="artifact store root (default: ./artifacts)")
     sc.add_argument("--json", action="store_true", help="print the result as JSON")
     sc.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs and full tracebacks")
+    sv = sub.add_parser("serve", help="serve the atlas, backfill and score flows with their schedules (no work pool)")
+    sv.add_argument("--prefect-file", default=None, help="deployment file to read (default: deployments/prefect.yaml)")
+    sv.add_argument("-v", "--verbose", action="store_true", help="full tracebacks")
     rep = sub.add_parser("report", help="write one self-contained HTML report of a run")
     rep.add_argument("run_id", help="run id (see runs/ under the root), or 'latest'")
     rep.add_argument("--root", default="./artifacts", help="artifact store root (default: ./artifacts)")
@@ -152,6 +155,29 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the deployments of deployments/prefect.yaml from this process: same names,
+    schedules and parameters as `prefect deploy` would create, but no work pool or worker."""
+    import importlib
+    from pathlib import Path
+
+    import yaml
+    from prefect import serve
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = yaml.safe_load(Path(args.prefect_file or repo / "deployments" / "prefect.yaml").read_text())
+    os.chdir(repo)  # entrypoints and the relative data paths of the deployment file resolve from the repository
+    deployments = []
+    for d in spec["deployments"]:
+        path, name = d["entrypoint"].split(":")
+        flow_obj = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), name)
+        crons = [s["cron"] for s in d.get("schedules", []) if "cron" in s]
+        deployments.append(flow_obj.to_deployment(name=d["name"], description=d.get("description"),
+                                                  parameters=d.get("parameters", {}), cron=crons or None))
+    serve(*deployments)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from tasks.report import write_report
     from tsatlas.storage import Store
@@ -168,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     from tsatlas.errors import TsatlasError
 
     try:
-        commands = {"run": cmd_run, "backfill": cmd_backfill, "score": cmd_score, "report": cmd_report}
+        commands = {"run": cmd_run, "backfill": cmd_backfill, "score": cmd_score, "serve": cmd_serve,
+                    "report": cmd_report}
         return commands[args.command](args)
     except TsatlasError as e:
         if args.verbose:

@@ -119,7 +119,7 @@ def test_sigkill_during_training_then_rerun_resumes(prefect_harness, tmp_path, t
     from prefect.settings import PREFECT_API_URL
 
     root = tmp_path / "art"
-    args = ["run", "--data", tiny_csv, "--root", str(root), *SETS, "--set", "train.epochs=60",
+    args = ["run", "--data", tiny_csv, "--root", str(root), *SETS, "--set", "train.epochs=150",
             "--set", "train.patience=1000", "--set", "train.hidden=48"]
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
     exe = os.path.join(os.path.dirname(sys.executable), "tsatlas")
@@ -132,7 +132,7 @@ def test_sigkill_during_training_then_rerun_resumes(prefect_harness, tmp_path, t
         ckpt = found[0] if found else None
         time.sleep(0.1)
     assert ckpt, "training never checkpointed"
-    time.sleep(1.0)
+    time.sleep(0.3)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not _manifests(root)
@@ -142,7 +142,7 @@ def test_sigkill_during_training_then_rerun_resumes(prefect_harness, tmp_path, t
 
     m = json.loads(capsys.readouterr().out)
     tr = m["metrics"]["train"]
-    assert tr["resumed_from_epoch"] >= 1 and tr["epochs"] == 60
+    assert tr["resumed_from_epoch"] >= 1 and tr["epochs"] == 150
 
 
 def test_malicious_checkpoint_is_refused_and_never_runs(prefect_harness, tmp_path, tiny_csv, capsys):

@@ -31,10 +31,12 @@ def test_figures_artifacts_and_html_report(prefect_harness, tiny_csv, tmp_path, 
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     keys = ["tsatlas-summary", "tsatlas-clusters", "tsatlas-metrics", "tsatlas-figures"]
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
+    with get_client(sync_client=True) as client:  # newest first: other tests' runs publish the same keys
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)),
+                                      sort=ArtifactSort.CREATED_DESC)
     assert {a.key for a in found} == set(keys)
     summary = next(a for a in found if a.key == "tsatlas-summary")
     assert m["run_id"] in summary.data and "silhouette" in summary.data

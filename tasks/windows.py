@@ -58,37 +58,61 @@ def window_starts(bounds: np.ndarray, length: int, stride: int) -> tuple[np.ndar
     return first + within * stride, series
 
 
-def cut(values: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
-    """(N, C) rows -> (n, length, C) windows beginning at `starts`: one gather, no Python loop."""
-    view = np.lib.stride_tricks.sliding_window_view(values, (length, values.shape[1]))[:, 0]  # (N-T+1, T, C) view
-    return np.ascontiguousarray(view[starts], dtype=np.float32)
+def cut(values: np.ndarray, bounds: np.ndarray, length: int, stride: int) -> np.ndarray:
+    """(N, C) rows -> (n, length, C) windows, `stride` apart inside each series, never across.
+
+    A window is `length` consecutive rows, i.e. one contiguous block of length*C values, so each
+    series is a single strided view (n_s, length*C) copied in one numpy call: the loop runs over
+    series, never over windows.
+    """
+    src = np.ascontiguousarray(values)
+    N, C = src.shape
+    lens = np.diff(bounds)
+    counts = np.where(lens >= length, (lens - length) // stride + 1, 0)
+    out = np.empty((int(counts.sum()), length, C), dtype=src.dtype)
+    flat = out.reshape(len(out), length * C)
+    row, item = src.strides
+    k = 0
+    for a, n in zip(bounds[:-1], counts):
+        if n:
+            view = np.lib.stride_tricks.as_strided(src[a:], shape=(int(n), length * C), strides=(stride * row, item),
+                                                   writeable=False)
+            flat[k:k + n] = view
+            k += n
+    return out
 
 
-def scaler(values: np.ndarray, bounds: np.ndarray, X: np.ndarray, series: np.ndarray,
-           scope: Literal["global", "series", "window", "none"]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-window (loc, scale), each (n, C), computed over all rows, each series, or each window."""
-    n, _, C = X.shape
-    if scope == "none":
-        return np.zeros((n, C), np.float32), np.ones((n, C), np.float32)
-    if scope == "window":
-        loc, sd = X.mean(axis=1, dtype=np.float64), X.std(axis=1, dtype=np.float64)
-    elif scope == "global":
-        loc = np.broadcast_to(values.mean(axis=0), (n, C))
-        sd = np.broadcast_to(values.std(axis=0), (n, C))
-    else:  # series: sums over each series' rows with reduceat
-        lens = np.diff(bounds)[:, None]
-        s1 = np.add.reduceat(values, bounds[:-1], axis=0)
-        s2 = np.add.reduceat(values * values, bounds[:-1], axis=0)
-        mean = s1 / lens
-        var = np.maximum(s2 / lens - mean**2, 0.0)
-        loc, sd = mean[series], np.sqrt(var)[series]
-    sd = np.where(sd > 1e-8 * np.maximum(np.abs(loc), 1.0), sd, 1.0)  # constant channel: leave unscaled
-    return loc.astype(np.float32), sd.astype(np.float32)
+def series_stats(values: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation per series and channel, (S, C) each, from sums over each
+    series' rows; each series is shifted by its first row first, so large offsets cannot cancel
+    the variance away."""
+    lens = np.diff(bounds)[:, None]
+    shift = values[bounds[:-1]]
+    d = values - np.repeat(shift, lens[:, 0], axis=0)
+    s1 = np.add.reduceat(d, bounds[:-1], axis=0)
+    s2 = np.add.reduceat(d * d, bounds[:-1], axis=0)
+    mean = s1 / lens
+    return mean + shift, np.sqrt(np.maximum(s2 / lens - mean**2, 0.0))
+
+
+def _standardise_rows(values: np.ndarray, loc: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """(values - loc) / sd as float32, computed in place on one float32 copy of the (N, C) rows."""
+    out = values.astype(np.float32)
+    out -= loc.astype(np.float32)
+    out *= (1.0 / sd).astype(np.float32)
+    return out
+
+
+def _safe(sd: np.ndarray, loc: np.ndarray) -> np.ndarray:
+    return np.where(sd > 1e-8 * np.maximum(np.abs(loc), 1.0), sd, 1.0)  # a constant channel stays unscaled
 
 
 def make_windows(values: np.ndarray, bounds: np.ndarray, series_ids: np.ndarray, cfg: WindowsConfig,
                  source: str = "input") -> tuple[Windows, list[str]]:
     """Cut and standardise.
+
+    Global and per-series scaling are applied to the (N, C) rows before cutting (cheaper than
+    scaling the overlapping windows); per-window scaling is applied to the windows.
 
     Args:
         values: (N, C) rows of all series, each series contiguous and time-ordered.
@@ -107,11 +131,30 @@ def make_windows(values: np.ndarray, bounds: np.ndarray, series_ids: np.ndarray,
         )
     warnings = [f"series {series_ids[i]!r} has {int(lens[i])} steps, fewer than windows.length={cfg.length}: skipped" for i in short]
     starts, series = window_starts(bounds, cfg.length, cfg.stride)
-    X = cut(values, starts, cfg.length)
-    loc, scale = scaler(values, bounds, X, series, cfg.scale)
-    X -= loc[:, None, :]
-    X /= scale[:, None, :]
-    return Windows(X, loc, scale, series, starts - bounds[series], np.asarray(series_ids)), warnings
+    n, C = len(starts), values.shape[1]
+    if cfg.scale == "global":
+        mean, sd = series_stats(values, np.array([0, len(values)]))
+        mean, sd = mean[0], _safe(sd[0], mean[0])
+        X = cut(_standardise_rows(values, mean, sd), bounds, cfg.length, cfg.stride)
+        loc, scale = np.broadcast_to(mean, (n, C)), np.broadcast_to(sd, (n, C))
+    elif cfg.scale == "series":
+        mean, sd = series_stats(values, bounds)
+        sd = _safe(sd, mean)
+        rows = np.repeat(np.arange(len(lens)), lens)
+        X = cut(_standardise_rows(values, mean[rows], sd[rows]), bounds, cfg.length, cfg.stride)
+        loc, scale = mean[series], sd[series]
+    else:
+        X = cut(values.astype(np.float32), bounds, cfg.length, cfg.stride)
+        if cfg.scale == "window":  # two passes in place: centre, then scale (no window-sized temporaries)
+            loc = np.einsum("ntc->nc", X) / cfg.length
+            X -= loc[:, None, :]
+            scale = _safe(np.sqrt(np.einsum("ntc,ntc->nc", X, X) / cfg.length), loc)
+            X /= scale[:, None, :]
+        else:
+            loc, scale = np.zeros((n, C)), np.ones((n, C))
+    w = Windows(X, np.ascontiguousarray(loc, np.float32), np.ascontiguousarray(scale, np.float32), series,
+                starts - bounds[series], np.asarray(series_ids))
+    return w, warnings
 
 
 def to_table(w: Windows, timestamps: pa.Array | None, bounds: np.ndarray, channels: list[str], scope: str,

@@ -27,8 +27,10 @@ def _naive(values, bounds, T, stride):
 @pytest.mark.parametrize("T,stride", [(4, 1), (5, 3), (7, 7), (10, 20)])
 def test_windows_match_a_naive_loop(T, stride):
     values, bounds, ids = _series([23, 9, 40])
+    values = values.astype(np.float32)
     starts, series = window_starts(bounds, T, stride)
-    np.testing.assert_array_equal(cut(values, starts, T), _naive(values, bounds, T, stride))
+    np.testing.assert_array_equal(cut(values, bounds, T, stride), _naive(values, bounds, T, stride))
+    np.testing.assert_array_equal(cut(values, bounds, T, stride)[:, 0], values[starts])
     assert np.all(starts + T <= bounds[series + 1])  # never crosses into the next series
 
 

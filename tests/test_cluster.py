@@ -47,3 +47,13 @@ def test_assign_matches_the_fitted_labels():
     lab, dist = assign(Z, c.centroids, c.z_mean, c.z_scale)
     np.testing.assert_array_equal(lab, c.labels)
     np.testing.assert_allclose(dist, c.distance, rtol=1e-6, atol=1e-9)
+
+
+def test_minibatch_kmeans_above_the_threshold(monkeypatch):
+    import tasks.cluster as tc
+
+    monkeypatch.setattr(tc, "MINIBATCH_ABOVE", 50)
+    Z, truth = _blobs()
+    c = cluster_embeddings(Z, Z[:3], ClusterConfig(k=3))
+    from sklearn.metrics import adjusted_rand_score
+    assert adjusted_rand_score(truth, c.labels) == 1.0

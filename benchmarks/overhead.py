@@ -1,0 +1,88 @@
+"""The cost of orchestration: the atlas flow through Prefect (ephemeral API, in process)
+against the very same stage functions called as plain functions (`task.fn`), each run into a
+fresh store root so every stage computes.
+
+    python benchmarks/overhead.py [--runs 3] [--epochs 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="tsatlas-bench-prefect-"))
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--no-write", action="store_true")
+    a = p.parse_args()
+
+    from flows.pipeline import atlas
+    from tasks.cluster import cluster_task
+    from tasks.embed import embed_task
+    from tasks.generate import generate_task
+    from tasks.ingest import BUNDLED_DATA, ingest_task, resolve_data
+    from tasks.manifest import manifest_task
+    from tasks.report import report_task
+    from tasks.train import train_task
+    from tasks.windows import windows_task
+    from tsatlas.config import load_config
+
+    cfg = load_config(sets=[f"train.epochs={a.epochs}", "train.patience=1000", "generate.eval_iterations=100"])
+    data = resolve_data(BUNDLED_DATA)
+    kw = dict(ingest=cfg.ingest, windows=cfg.windows, train=cfg.train, cluster=cfg.cluster, generate=cfg.generate,
+              seed=cfg.seed)
+
+    def plain(root: str) -> None:
+        ing = ingest_task.fn(data, root, cfg.ingest)
+        win = windows_task.fn(ing, root, cfg.windows)
+        model = train_task.fn(win, root, cfg.train, cfg.seed)
+        emb = embed_task.fn(win, model, root)
+        clu = cluster_task.fn(emb, root, cfg.cluster, cfg.seed)
+        syn = generate_task.fn(win, model, emb, clu, root, cfg.generate, cfg.seed)
+        refs = {"ingest": ing, "windows": win, "train": model, "embed": emb, "cluster": clu, "generate": syn}
+        report = report_task.fn("plain", refs, cfg.seed, root)
+        manifest_task.fn("plain", data, cfg, refs, report, root)
+
+    def flow(root: str) -> None:
+        atlas(data=data, root=root, **kw)
+
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as d:
+        flow(d)  # starts the ephemeral API and warms imports
+    first = time.perf_counter() - t0
+    times: dict[str, list[float]] = {"plain": [], "prefect": []}
+    for _ in range(a.runs):
+        for name, fn in (("plain", plain), ("prefect", flow)):
+            with tempfile.TemporaryDirectory() as d:
+                t = time.perf_counter()
+                fn(d)
+                times[name].append(time.perf_counter() - t)
+            print(name, round(times[name][-1], 2), flush=True)
+    mp, mf = statistics.median(times["plain"]), statistics.median(times["prefect"])
+    body = (f"| path | median s ({a.runs} runs) | runs |\n|---|---|---|\n"
+            f"| stages as plain functions | {mp:.2f} | {', '.join(f'{x:.2f}' for x in times['plain'])} |\n"
+            f"| atlas flow through Prefect | {mf:.2f} | {', '.join(f'{x:.2f}' for x in times['prefect'])} |\n"
+            f"\nOrchestration cost: {mf - mp:.2f} s ({(mf - mp) / mp:.0%}); both paths run the same eight stage "
+            f"functions (six stages, report, manifest). First flow call of the process (ephemeral API "
+            f"start + imports): {first:.1f} s. Bundled data, train.epochs={a.epochs} (no early stop), "
+            f"generate.eval_iterations=100, a fresh root per run.")
+    print(body)
+    if not a.no_write:
+        from benchmarks.common import append_results
+        append_results("Orchestration overhead (benchmarks/overhead.py)", body)
+
+
+if __name__ == "__main__":
+    main()

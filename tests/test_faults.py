@@ -137,10 +137,12 @@ def test_sigkill_during_training_then_rerun_resumes(prefect_harness, tmp_path, t
     proc.wait()
     assert not _manifests(root)
 
-    assert main([*args, "--json"]) == 0
+    code = main([*args, "--json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
     import json
 
-    m = json.loads(capsys.readouterr().out)
+    m = json.loads(out.out)
     tr = m["metrics"]["train"]
     assert tr["resumed_from_epoch"] >= 1 and tr["epochs"] == 150
 

@@ -18,7 +18,7 @@ from tasks.windows import load_windows
 from tsatlas import plots
 from tsatlas.errors import StorageError
 from tsatlas.report import render
-from tsatlas.storage import Store, check_key
+from tsatlas.storage import Store, check_key, code_version, digest
 from tsatlas.tables import fixed_list
 
 MAX_MEMBERS = 2000  # windows per cluster drawn in bands and overlays
@@ -97,18 +97,32 @@ def publish(run_id: str, refs: dict[str, dict[str, Any]], images: dict[str, byte
 @task(name="report", **STAGE_TASK)
 def report_task(run_id: str, refs: dict[str, dict[str, Any]], seed: int, root: str,
                 credentials: str | None = None) -> dict[str, Any]:
-    """Write the run's figures and prototypes beside its manifest and publish Prefect artifacts."""
+    """Write the run's figures and prototypes beside its manifest and publish Prefect artifacts.
+
+    The figures are themselves a content-addressed stage (keyed by the stages they draw), so an
+    unchanged run copies them instead of drawing them again.
+    """
     store = open_store(root, credentials)
-    images, protos = figures(store, refs, seed)
-    out: dict[str, Any] = {"plots": {}}
+    key = digest("report", [refs[s]["sha256"] for s in sorted(refs)], seed, code_version())
+    if (done := store.stage_done("report", key)) is None:
+        images, protos = figures(store, refs, seed)
+        with store.stage("report", key) as out:
+            for name, png in images.items():
+                out.put_bytes(f"{name}.png", png)
+            out.put_table("prototypes.parquet", protos)
+            done = out.finish("prototypes.parquet", len(protos))
+    names = [f.removesuffix(".png") for f in done["files"] if f.endswith(".png")]
+    images = {name: store.read_stage_bytes(done, f"{name}.png") for name in names}
+    result: dict[str, Any] = {"plots": {}}
     for name, png in images.items():
-        key = check_key(f"runs/{run_id}/plots/{name}.png")
-        out["plots"][name] = {"uri": store.uri(key), "sha256": store.put_bytes(key, png)}
-    key = check_key(f"runs/{run_id}/prototypes.parquet")
-    out["prototypes"] = {"uri": store.uri(key), "sha256": store.put_table(key, protos), "rows": len(protos)}
-    publish(run_id, refs, images, {k: v["uri"] for k, v in out["plots"].items()})
+        k = check_key(f"runs/{run_id}/plots/{name}.png")
+        result["plots"][name] = {"uri": store.uri(k), "sha256": store.put_bytes(k, png)}
+    k = check_key(f"runs/{run_id}/prototypes.parquet")
+    result["prototypes"] = {"uri": store.uri(k), "rows": done["rows"],
+                            "sha256": store.put_bytes(k, store.read_stage_bytes(done, "prototypes.parquet"))}
+    publish(run_id, refs, images, {n: p["uri"] for n, p in result["plots"].items()})
     logger().info("report: %d figures under %s", len(images), store.uri(f"runs/{run_id}/plots"))
-    return out
+    return result
 
 
 def latest_run(store: Store) -> str:

@@ -208,3 +208,34 @@ def test_full_disk_clear_error_and_no_half_artifact(prefect_harness, tmp_path, t
         rel = os.path.relpath(f, tiny_disk)
         if not rel.endswith(("_done.json", "checkpoint.pt")):
             assert os.path.dirname(rel) in published, rel
+
+
+def test_wrong_s3_credentials(prefect_harness, tmp_path, capsys, monkeypatch):
+    """A live S3 server that checks credentials (moto with auth on): a clear line, exit 2."""
+    import urllib.request
+
+    import boto3
+    from s3server import MotoServer
+
+    server = MotoServer()
+    try:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "setup-key")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "setup-secret")
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        s3 = boto3.client("s3", endpoint_url=server.url)
+        s3.create_bucket(Bucket="locked")
+        s3.put_object(Bucket="locked", Key="d.csv", Body=make_long(n_series=2, steps=40).to_csv(index=False).encode())
+        req = urllib.request.Request(f"{server.url}/moto-api/reset-auth", data=b"0", method="POST",
+                                     headers={"Content-Type": "text/plain"})
+        urllib.request.urlopen(req, timeout=10)  # from now on only known IAM keys are accepted
+        monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-value")
+        code = main(["run", "--data", "s3://locked/d.csv", "--root", str(tmp_path / "art"), *SETS])
+        err = capsys.readouterr().err.strip().splitlines()
+    finally:
+        server.stop()
+    assert code == 2 and len(err) == 1, err
+    assert "s3://locked/d.csv: access denied, check the credentials" in err[0]
+    assert "wrong-secret-value" not in err[0]
+    assert not _manifests(tmp_path / "art")

@@ -25,6 +25,24 @@ TINY = {
 }
 
 
+# the same, as `tsatlas run` arguments
+SETS = [a for s, kv in TINY.items() for k, v in kv.items() for a in ("--set", f"{s}.{k}={v}")]
+
+# Debian's Chromium, headless, as root, with no network
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def chromium_page(playwright, executable: str, **kw):
+    """A new page in headless Chromium, with console errors and page errors collected in page.errors."""
+    browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+    page = browser.new_page(**kw)
+    page.errors = []
+    page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    return browser, page
+
+
 def make_long(n_series: int = 6, steps: int = 160, channels: int = 2, seed: int = 0, label: bool = True,
               freq: str | None = "1h") -> pd.DataFrame:
     """Two kinds of series (slow sine, fast square wave) with noise; label says which."""

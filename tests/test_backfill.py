@@ -6,12 +6,11 @@ import json
 
 import pytest
 
-from conftest import TINY, make_long
+from conftest import SETS, make_long
 from flows.cli import main
 from tasks.backfill import partition_name, partitions
 from tsatlas.errors import ConfigError
 
-SETS = [a for s, kv in TINY.items() for k, v in kv.items() for a in ("--set", f"{s}.{k}={v}")]
 
 
 def test_partitions_cover_the_range_exactly():

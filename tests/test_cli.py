@@ -9,10 +9,9 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import TINY, make_long
+from conftest import SETS, make_long
 from flows.cli import main
 
-SETS = [a for s, kv in TINY.items() for k, v in kv.items() for a in ("--set", f"{s}.{k}={v}")]
 
 
 def _manifests(root):

@@ -14,10 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import TINY, make_long
+from conftest import SETS, make_long
 from flows.cli import main
 
-SETS = [a for s, kv in TINY.items() for k, v in kv.items() for a in ("--set", f"{s}.{k}={v}")]
 
 
 def _manifests(root):

@@ -6,11 +6,10 @@ import shutil
 
 import pytest
 
-from conftest import TINY
+from conftest import SETS, chromium_page
 from flows.cli import main
 from tsatlas.storage import Store
 
-SETS = [a for s, kv in TINY.items() for k, v in kv.items() for a in ("--set", f"{s}.{k}={v}")]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FIGURES = {"loss", "embeddings", "prototypes", "real_vs_synthetic", "errors"}
 
@@ -52,13 +51,8 @@ def test_figures_artifacts_and_html_report(prefect_harness, tiny_csv, tmp_path, 
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        page = browser.new_page()
-        errors: list[str] = []
-        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        browser, page = chromium_page(p, CHROMIUM)
+        errors = page.errors
         page.goto(out.as_uri())
         page.wait_for_load_state("load")
         images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")

@@ -7,10 +7,9 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 
-from conftest import TINY, make_long
+from conftest import SETS, make_long
 from flows.cli import main
 
-SETS = [a for s, kv in TINY.items() for k, v in kv.items() for a in ("--set", f"{s}.{k}={v}")]
 
 
 def test_score_new_data_with_the_latest_run(prefect_harness, tiny_csv, tmp_path, capsys):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY
+from conftest import TINY, chromium_page
 from s3server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,10 +110,7 @@ def test_deploy_run_from_the_api_and_the_ui_form(server, tiny_csv, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1300, "height": 1800})
+        browser, page = chromium_page(p, CHROMIUM, viewport={"width": 1300, "height": 1800})
         page.goto(f"{server['ui']}/deployments/deployment/{dep['id']}/run")
         page.get_by_text("How series are cut into fixed-length windows.").wait_for(timeout=60_000)
         text = page.inner_text("body")

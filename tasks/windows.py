@@ -83,23 +83,26 @@ def cut(values: np.ndarray, bounds: np.ndarray, length: int, stride: int) -> np.
 
 
 def series_stats(values: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation per series and channel, (S, C) each, from sums over each
-    series' rows; each series is shifted by its first row first, so large offsets cannot cancel
-    the variance away."""
-    lens = np.diff(bounds)[:, None]
-    shift = values[bounds[:-1]]
-    d = values - np.repeat(shift, lens[:, 0], axis=0)
-    s1 = np.add.reduceat(d, bounds[:-1], axis=0)
-    s2 = np.add.reduceat(d * d, bounds[:-1], axis=0)
-    mean = s1 / lens
-    return mean + shift, np.sqrt(np.maximum(s2 / lens - mean**2, 0.0))
+    """Mean and standard deviation per series and channel, (S, C) each. Each series is shifted
+    by its first row before summing, so a large offset cannot cancel the variance away."""
+    S, C = len(bounds) - 1, values.shape[1]
+    mean, sd = np.zeros((S, C)), np.zeros((S, C))
+    for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):  # loop over series, vectorised inside
+        if b > a:
+            d = values[a:b] - values[a]
+            m = d.sum(axis=0) / (b - a)
+            mean[s] = m + values[a]
+            sd[s] = np.sqrt(np.maximum(np.einsum("nc,nc->c", d, d) / (b - a) - m * m, 0.0))
+    return mean, sd
 
 
-def _standardise_rows(values: np.ndarray, loc: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    """(values - loc) / sd as float32, computed in place on one float32 copy of the (N, C) rows."""
+def _standardise_rows(values: np.ndarray, bounds: np.ndarray, loc: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """(values - loc[s]) / sd[s] for the rows of each series s, as float32, in place on one float32 copy."""
     out = values.astype(np.float32)
-    out -= loc.astype(np.float32)
-    out *= (1.0 / sd).astype(np.float32)
+    inv = (1.0 / sd).astype(np.float32)
+    for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        out[a:b] -= loc[s].astype(np.float32)
+        out[a:b] *= inv[s]
     return out
 
 
@@ -132,17 +135,13 @@ def make_windows(values: np.ndarray, bounds: np.ndarray, series_ids: np.ndarray,
     warnings = [f"series {series_ids[i]!r} has {int(lens[i])} steps, fewer than windows.length={cfg.length}: skipped" for i in short]
     starts, series = window_starts(bounds, cfg.length, cfg.stride)
     n, C = len(starts), values.shape[1]
-    if cfg.scale == "global":
-        mean, sd = series_stats(values, np.array([0, len(values)]))
-        mean, sd = mean[0], _safe(sd[0], mean[0])
-        X = cut(_standardise_rows(values, mean, sd), bounds, cfg.length, cfg.stride)
-        loc, scale = np.broadcast_to(mean, (n, C)), np.broadcast_to(sd, (n, C))
-    elif cfg.scale == "series":
-        mean, sd = series_stats(values, bounds)
+    if cfg.scale in ("global", "series"):
+        groups = bounds if cfg.scale == "series" else np.array([0, len(values)])
+        mean, sd = series_stats(values, groups)
         sd = _safe(sd, mean)
-        rows = np.repeat(np.arange(len(lens)), lens)
-        X = cut(_standardise_rows(values, mean[rows], sd[rows]), bounds, cfg.length, cfg.stride)
-        loc, scale = mean[series], sd[series]
+        X = cut(_standardise_rows(values, groups, mean, sd), bounds, cfg.length, cfg.stride)
+        loc, scale = (mean[series], sd[series]) if cfg.scale == "series" else (
+            np.broadcast_to(mean[0], (n, C)), np.broadcast_to(sd[0], (n, C)))
     else:
         X = cut(values.astype(np.float32), bounds, cfg.length, cfg.stride)
         if cfg.scale == "window":  # two passes in place: centre, then scale (no window-sized temporaries)

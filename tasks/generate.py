@@ -55,7 +55,7 @@ def sample_latent(Z: np.ndarray, labels: np.ndarray, counts: np.ndarray, compone
             continue
         Zc = Z[labels == c]
         gm = GaussianMixture(n_components=max(1, min(components, len(Zc) // 10)), covariance_type="full",
-                             reg_covar=1e-4, random_state=seed + c).fit(Zc)
+                             reg_covar=1e-3, random_state=seed + c).fit(Zc)
         zs.append(gm.sample(int(m))[0])
         cs.append(np.full(int(m), c))
     z, cl = np.concatenate(zs).astype(np.float32), np.concatenate(cs)

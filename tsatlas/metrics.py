@@ -34,10 +34,12 @@ def acf(X: np.ndarray, max_lag: int | None = None) -> np.ndarray:
     Xc = X - X.mean(axis=1, keepdims=True)
     var = (Xc**2).sum(axis=1)  # (n, C)
     out = np.empty((max_lag, C))
+    ok = var > 0  # constant windows have no autocorrelation; they are left out of the mean
+    n_ok = np.maximum(ok.sum(axis=0), 1)
     for lag in range(1, max_lag + 1):  # loop over lags (<= T), vectorised over windows
         cov = (Xc[:, lag:] * Xc[:, :-lag]).sum(axis=1)
-        out[lag - 1] = np.nanmean(np.where(var > 0, cov / np.where(var > 0, var, 1), np.nan), axis=0)
-    return np.nan_to_num(out)
+        out[lag - 1] = np.where(ok, cov / np.where(ok, var, 1), 0.0).sum(axis=0) / n_ok
+    return out
 
 
 def marginal_distance(real: np.ndarray, synth: np.ndarray, max_points: int = 200_000, seed: int = 0) -> float:

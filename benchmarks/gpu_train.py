@@ -26,7 +26,6 @@ import torch  # noqa: E402
 
 from tsatlas.autoencoder import RNNAutoencoder, _mse  # noqa: E402
 from tsatlas.nn import AEConfig, RecurrentAutoencoder  # noqa: E402
-from tsatlas.training import autocast  # noqa: E402
 
 
 def data(n: int, T: int, C: int, seed: int = 0) -> np.ndarray:

@@ -8,7 +8,7 @@ back into original units, plus `label` when the input had one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa

@@ -1,11 +1,9 @@
 """The whole atlas flow under the Prefect test harness (a real local Prefect API)."""
 
-import json
 import time
 
 import numpy as np
 import pyarrow.parquet as pq
-import pytest
 
 from conftest import TINY
 from tsatlas.config import load_config

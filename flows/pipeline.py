@@ -18,7 +18,7 @@ from tasks.windows import windows_task
 from tsatlas.config import ClusterConfig, GenerateConfig, IngestConfig, PipelineConfig, TrainConfig, WindowsConfig
 
 
-@flow(name="atlas", log_prints=True)
+@flow(name="atlas")
 def atlas(
     data: str = BUNDLED_DATA,
     root: str = "./artifacts",

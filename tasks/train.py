@@ -76,8 +76,9 @@ def train_task(windows: dict[str, Any], root: str, cfg: TrainConfig, seed: int =
         update_progress_artifact(progress, 100.0 * h["epoch"] / cfg.epochs)
         if tty:  # a progress bar for people at a terminal
             done = int(30 * h["epoch"] / cfg.epochs)
-            print(f"\r  train [{'#' * done}{'.' * (30 - done)}] epoch {h['epoch']}/{cfg.epochs}  "
-                  f"val {h['val_loss']:.4f}", end="", file=sys.stderr, flush=True)
+            sys.stderr.write(f"\r  train [{'#' * done}{'.' * (30 - done)}] epoch {h['epoch']}/{cfg.epochs}  "
+                             f"val {h['val_loss']:.4f}")
+            sys.stderr.flush()
         buf = io.BytesIO()
         torch.save(state, buf)
         store.put_bytes(ckpt_key, buf.getvalue())
@@ -87,7 +88,7 @@ def train_task(windows: dict[str, Any], root: str, cfg: TrainConfig, seed: int =
     seconds = time.perf_counter() - t0
     update_progress_artifact(progress, 100.0)  # early stopping ends before the budget
     if tty:
-        print(file=sys.stderr)
+        sys.stderr.write("\n")
     hist = ae.history_
     best = min(hist, key=lambda h: h["val_loss"])
     metrics = {"epochs": len(hist), "train_loss": hist[-1]["train_loss"], "val_loss": hist[-1]["val_loss"],

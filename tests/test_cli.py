@@ -3,6 +3,7 @@ exit and no manifest."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -81,3 +82,18 @@ def test_console_script_missing_file(tmp_path):
                         "--root", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stderr.strip() == "tsatlas: error: nope.csv: file not found"
     assert not _manifests(tmp_path)
+
+
+@pytest.mark.skipif(not shutil.which("script"), reason="needs util-linux `script` for a pseudo-terminal")
+def test_progress_bar_in_a_terminal(prefect_harness, tiny_csv, tmp_path):
+    """At a terminal the train stage draws a progress bar on stderr (and only there)."""
+    from prefect.settings import PREFECT_API_URL
+
+    exe = os.path.join(os.path.dirname(sys.executable), "tsatlas")
+    cmd = " ".join([exe, "run", "--data", tiny_csv, "--root", str(tmp_path / "art"), *SETS])
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+    tty = subprocess.run(["script", "-qc", cmd, "/dev/null"], env=env, capture_output=True, text=True, timeout=300)
+    assert tty.returncode == 0, tty.stdout[-2000:]
+    assert "train [" in tty.stdout and "epoch 3/3" in tty.stdout
+    piped = subprocess.run(cmd.split(), env=env, capture_output=True, text=True, timeout=300)
+    assert piped.returncode == 0 and "train [" not in piped.stdout + piped.stderr

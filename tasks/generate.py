@@ -53,7 +53,7 @@ def sample_latent(Z: np.ndarray, labels: np.ndarray, counts: np.ndarray, compone
     for c, m in enumerate(counts):
         if m == 0:
             continue
-        Zc = Z[labels == c]
+        Zc = Z[labels == c].astype(np.float64)  # float32 covariances come out slightly asymmetric
         gm = GaussianMixture(n_components=max(1, min(components, len(Zc) // 10)), covariance_type="full",
                              reg_covar=1e-3, random_state=seed + c).fit(Zc)
         zs.append(gm.sample(int(m))[0])

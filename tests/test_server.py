@@ -109,12 +109,21 @@ def test_deploy_run_from_the_api_and_the_ui_form(server, tiny_csv, tmp_path):
         pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
     from playwright.sync_api import sync_playwright
 
+    status, arts = _api(f"{api}/artifacts/filter", {"artifacts": {"key": {"any_": ["tsatlas-figures"]},
+                                                                  "flow_run_id": {"any_": [run["id"]]}}})
+    assert status == 200 and len(arts) == 1
     with sync_playwright() as p:
         browser, page = chromium_page(p, CHROMIUM, viewport={"width": 1300, "height": 1800})
         page.goto(f"{server['ui']}/deployments/deployment/{dep['id']}/run")
         page.get_by_text("How series are cut into fixed-length windows.").wait_for(timeout=60_000)
         text = page.inner_text("body")
+        # the run's figures, as the UI shows its markdown artifact
+        page.goto(f"{server['ui']}/artifacts/artifact/{arts[0]['id']}")
+        page.wait_for_function("document.images.length >= 5 && Array.from(document.images).every(i => i.complete)",
+                               timeout=60_000)
+        widths = page.evaluate("Array.from(document.images).map(i => i.naturalWidth)")
         browser.close()
+    assert len(widths) == 5 and min(widths) > 0
     for section in ("ingest", "windows", "train", "cluster", "generate"):
         assert f"\n{section} (Optional)" in text, section
     assert "Steps per window." in text and "Recurrent cell." in text

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -46,7 +47,9 @@ def loss_curves(history: list[dict[str, float]]) -> bytes:
     ax.annotate(f"best {va[best]:.4f} (epoch {ep[best]})", (ep[best], va[best]), textcoords="offset points",
                 xytext=(6, 10), fontsize=8)
     ax.set(title="Autoencoder training", xlabel="epoch", ylabel="reconstruction MSE (standardised units)")
-    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    if max(tr + va) > 10 * min(tr + va):  # a log axis only when the losses span a decade
+        ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend()
     return _png(fig)

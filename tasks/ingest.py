@@ -23,6 +23,7 @@ from tasks.common import STAGE_TASK, block_options, logger, open_store
 from tsatlas.config import IngestConfig
 from tsatlas.errors import InputError, StorageError
 from tsatlas.storage import code_version, digest, fs_options
+from tsatlas.tables import with_meta
 
 
 # The bundled real dataset: hourly weather at three US sites (see data/README.md).
@@ -339,7 +340,7 @@ def ingest_task(data: str, root: str, cfg: IngestConfig, credentials: str | None
         return ref
     out = ingest_table(data, cfg, opts)
     table = pa.Table.from_pandas(out.frame, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"tsatlas.channels": ",".join(out.channels).encode()})
+    table = with_meta(table, channels=",".join(out.channels))
     logger().info("ingest: %d rows in, %d series, %d gaps filled", out.info["rows_in"], out.info["series"], out.info["gaps_filled"])
     with store.stage("ingest", key) as w:
         w.put_table("series.parquet", table)

@@ -11,6 +11,7 @@ import pyarrow as pa
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from tasks.cluster import load_centroids
 from tasks.common import STAGE_TASK, logger, open_store
 from tasks.embed import load_embeddings
 from tasks.train import load_model
@@ -40,9 +41,8 @@ def figures(store: Store, refs: dict[str, dict[str, Any]], seed: int = 0) -> tup
     _, Z, _, _ = load_embeddings(store, refs["embed"])
     emb = store.read_stage_table(refs["embed"], "embeddings.parquet", columns=["recon_error"])
     labels = store.read_stage_table(refs["cluster"], "windows.parquet", columns=["cluster"]).column("cluster").to_numpy()
-    centroids = store.read_stage_table(refs["cluster"], "centroids.parquet")
-    k = len(centroids)
-    cz = np.asarray(centroids.column("z").to_pylist(), np.float32)
+    cz, sizes, _, _ = load_centroids(store, refs["cluster"])
+    k = len(cz)
     ae = load_model(store, refs["train"])
     T = w.X.shape[1]
     proto_std = ae.decode(cz, steps=T)  # (k, T, C) standardised
@@ -61,7 +61,7 @@ def figures(store: Store, refs: dict[str, dict[str, Any]], seed: int = 0) -> tup
         "real_vs_synthetic": plots.real_vs_synthetic(members, [synth[s_cl == c] for c in range(k)], channels, seed=seed),
         "errors": plots.error_histogram(emb.column("recon_error").to_numpy(), refs["embed"]["threshold"]),
     }
-    table = pa.table({"cluster": pa.array(np.arange(k, dtype=np.int32)), "size": centroids.column("size"),
+    table = pa.table({"cluster": pa.array(np.arange(k, dtype=np.int32)), "size": pa.array(sizes),
                       "prototype": fixed_list(proto)})
     return images, table
 

@@ -82,4 +82,6 @@ def test_property_any_shape_round_trips_and_stays_finite(lengths, T, stride, C, 
     w, _ = make_windows(values, bounds, ids, WindowsConfig(length=T, stride=stride, scale=scope))
     naive = _naive(values, bounds, T, stride)
     assert w.X.shape == naive.shape and np.isfinite(w.X).all()
-    np.testing.assert_allclose(w.original_units(), naive, rtol=1e-4, atol=1e-4 * scale)
+    # float32 round trip: the error scales with the largest magnitude the scaler saw (the whole input),
+    # not with each element, so a tiny value next to a large one only gets the absolute bound.
+    np.testing.assert_allclose(w.original_units(), naive, rtol=1e-4, atol=1e-5 * np.abs(values).max())

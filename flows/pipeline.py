@@ -49,7 +49,7 @@ def atlas(
     at = dict(root=root, credentials=credentials)
     ing = ingest_task(data, cfg=ingest, **at)
     win = windows_task(ing, cfg=windows, **at)
-    model = train_task(win, cfg=train, seed=seed, **at)
+    model = train_task(win, cfg=train, seed=seed, clusters=cluster, **at)
     emb = embed_task(win, model, device=train.device, **at)
     clu = cluster_task(emb, cfg=cluster, seed=seed, **at)
     syn = generate_task(win, model, emb, clu, cfg=generate, seed=seed, device=train.device, **at)

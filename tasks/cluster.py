@@ -10,12 +10,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from prefect import task
-from sklearn.cluster import KMeans, MiniBatchKMeans
-from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
 
 from tasks.common import STAGE_TASK, logger, open_store
 from tasks.embed import load_embeddings
+from tsatlas.clustering import choose_k, kmeans
 from tsatlas.config import ClusterConfig
 from tsatlas.errors import ConfigError
 from tsatlas.metrics import agreement, clustering_scores
@@ -37,27 +36,6 @@ class Clustering:
     metrics: dict[str, float]
 
 
-MINIBATCH_ABOVE = 50_000  # windows; above this K-means runs in mini-batches
-
-
-def _kmeans(k: int, seed: int, n: int) -> KMeans | MiniBatchKMeans:
-    if n > MINIBATCH_ABOVE:
-        return MiniBatchKMeans(n_clusters=k, batch_size=4096, n_init=3, random_state=seed)
-    return KMeans(n_clusters=k, n_init=10, random_state=seed)
-
-
-def choose_k(Zs: np.ndarray, k_min: int, k_max: int, sample: int, seed: int) -> tuple[int, dict[int, float]]:
-    """The k in k_min..k_max with the best silhouette, each k fitted and scored on one seeded
-    sample of the standardised Z (at most 4 x `sample` windows)."""
-    rng = np.random.default_rng(seed)
-    S = Zs[rng.choice(len(Zs), min(len(Zs), 4 * sample), replace=False)]
-    scores = {}
-    for k in range(k_min, min(k_max, len(S) - 1) + 1):
-        labels = _kmeans(k, seed, len(S)).fit_predict(S)
-        scores[k] = float(silhouette_score(S, labels, sample_size=min(sample, len(S)), random_state=seed))
-    return max(scores, key=scores.__getitem__), scores
-
-
 def cluster_embeddings(Z: np.ndarray, Z_series: np.ndarray, cfg: ClusterConfig, seed: int = 0,
                        series_truth: np.ndarray | None = None) -> Clustering:
     """K-means on standardised window embeddings; series are assigned by their mean embedding.
@@ -77,7 +55,7 @@ def cluster_embeddings(Z: np.ndarray, Z_series: np.ndarray, cfg: ClusterConfig, 
         k, scores = choose_k(Zs, cfg.k_min, cfg.k_max, cfg.sample, seed)
     else:
         k, scores = int(cfg.k), {}
-    km = _kmeans(k, seed, n).fit(Zs)
+    km = kmeans(k, seed, n).fit(Zs)
     labels = km.labels_
     dist = np.linalg.norm(Zs - km.cluster_centers_[labels], axis=1)
     Ss = scaler.transform(Z_series)

@@ -50,10 +50,15 @@ def test_assign_matches_the_fitted_labels():
 
 
 def test_minibatch_kmeans_above_the_threshold(monkeypatch):
-    import tasks.cluster as tc
+    import tsatlas.clustering as tcl
+    from sklearn.cluster import MiniBatchKMeans
+    from sklearn.metrics import adjusted_rand_score
 
-    monkeypatch.setattr(tc, "MINIBATCH_ABOVE", 50)
+    monkeypatch.setattr(tcl, "MINIBATCH_ABOVE", 50)
+    used = []
+    real = tcl.kmeans
+    monkeypatch.setattr("tasks.cluster.kmeans", lambda *a: used.append(real(*a)) or used[-1])
     Z, truth = _blobs()
     c = cluster_embeddings(Z, Z[:3], ClusterConfig(k=3))
-    from sklearn.metrics import adjusted_rand_score
+    assert isinstance(used[0], MiniBatchKMeans)
     assert adjusted_rand_score(truth, c.labels) == 1.0

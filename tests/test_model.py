@@ -71,3 +71,86 @@ def test_sklearn_contract():
     ae = RNNAutoencoder(hidden=8, latent=3, epochs=1)
     assert clone(ae).get_params() == ae.get_params()
     assert not hasattr(ae, "module_")
+
+
+def test_teacher_forcing_feeds_the_true_previous_value_in_training_and_its_own_output_at_inference():
+    torch.manual_seed(0)
+    net = RecurrentAutoencoder(AEConfig(n_channels=2, hidden=8, latent=3, teacher_forcing=1.0))
+    dec, x = net.decoder, torch.randn(4, 9, 2)
+    z = net.encoder(x)
+
+    def stepwise(feed):  # the decoder unrolled by hand, with `feed(t, own_output)` as the next input
+        h = torch.tanh(dec.init(z)).view(4, 1, 8).transpose(0, 1).contiguous()
+        prev, outs = torch.zeros(4, 2), []
+        for t in range(9):
+            y, h = dec.rnn(torch.cat([z, prev], 1).unsqueeze(1), h)
+            outs.append(dec.out(y[:, 0]))
+            prev = feed(t, outs[-1])
+        return torch.stack(outs, 1)
+
+    with torch.no_grad():
+        torch.testing.assert_close(dec(z, 9, target=x), stepwise(lambda t, o: x[:, t]))  # fused teacher-forced path
+        torch.testing.assert_close(dec(z, 9), stepwise(lambda t, o: o))                  # free running
+        net.train()
+        torch.testing.assert_close(net(x)[0], dec(z, 9, target=x))
+        net.eval()
+        torch.testing.assert_close(net(x)[0], dec(z, 9))
+
+
+def test_partial_teacher_forcing_trains_and_repeats():
+    X = _data(n=48)
+    kw = dict(hidden=16, latent=4, epochs=6, batch_size=16, patience=10, lr=1e-2, teacher_forcing=0.5)
+    a = RNNAutoencoder(**kw).fit(X)
+    assert a.history_[-1]["train_loss"] < 0.8 * a.history_[0]["train_loss"]
+    assert [h["val_loss"] for h in a.history_] == [h["val_loss"] for h in RNNAutoencoder(**kw).fit(X).history_]
+
+
+def _three_shapes(n=40, T=16, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 2 * np.pi, T)
+    shapes = [np.sin(t), np.sign(np.sin(2 * t)), t / t.max() * 2 - 1]
+    X = np.concatenate([s[None, :, None] + 0.15 * rng.standard_normal((n, T, 1)) for s in shapes])
+    return X.astype(np.float32), np.repeat(np.arange(3), n)
+
+
+def test_idec_pretrains_then_trains_jointly_around_centres_and_round_trips():
+    X, y = _three_shapes()
+    ae = RNNAutoencoder(hidden=12, latent=3, epochs=6, cluster_epochs=4, patience=10, objective="idec").fit(X)
+    phases = [h["phase"] for h in ae.history_]
+    assert phases == [1] * 6 + [2] * 4 and [h["epoch"] for h in ae.history_] == list(range(1, 11))
+    assert ae.n_clusters_ == 3 and ae.cluster_centers_.shape == (3, 3)  # k=auto found the three shapes
+    q = ae.module_.soft_assign(torch.from_numpy(ae.transform(X)))
+    torch.testing.assert_close(q.sum(1), torch.ones(len(X)))
+    from sklearn.metrics import adjusted_rand_score
+    assert adjusted_rand_score(y, q.argmax(1).numpy()) > 0.9
+    again = RNNAutoencoder.from_bytes(ae.to_bytes())
+    np.testing.assert_array_equal(again.cluster_centers_, ae.cluster_centers_)
+    np.testing.assert_array_equal(again.transform(X), ae.transform(X))
+
+
+def test_sharpened_target_is_sharper_and_balanced_by_cluster_mass():
+    from tsatlas.nn import sharpened_target
+    q = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.9, 0.1], [0.55, 0.45]])
+    p = sharpened_target(q)
+    torch.testing.assert_close(p.sum(1), torch.ones(4))
+    assert p[0, 0] > q[0, 0]  # confident assignments get more confident
+    assert q[3].argmax() == 0 and p[3].argmax() == 1  # cluster 0 holds most mass, so it is discounted
+
+
+def test_idec_resumes_inside_the_joint_phase_to_the_same_weights():
+    X, _ = _three_shapes(n=20)
+    kw = dict(hidden=8, latent=3, epochs=3, cluster_epochs=4, patience=10, objective="idec", n_clusters=3)
+    import io
+    saved = []
+
+    def save(state):  # as the train task does: serialised at once (the state holds live tensors)
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        saved.append(buf.getvalue())
+
+    full = RNNAutoencoder(**kw).fit(X, on_epoch=save)
+    ckpt = torch.load(io.BytesIO(saved[4]), weights_only=True)  # phase 2, after its second epoch
+    assert ckpt["phase"] == 2 and ckpt["epoch"] == 1
+    resumed = RNNAutoencoder(**kw).fit(X, resume=ckpt)
+    assert [h["val_loss"] for h in resumed.history_] == [h["val_loss"] for h in full.history_]
+    np.testing.assert_array_equal(resumed.transform(X), full.transform(X))

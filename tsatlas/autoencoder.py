@@ -4,6 +4,11 @@
     z = ae.transform(X)                                 # (n, latent)
     err = ae.reconstruction_error(X)                    # (n,)
     X_hat = ae.decode(z, steps=T)                       # (n, T, C)
+
+objective="idec" adds Guo et al.'s IDEC (2017) after the reconstruction pretraining: K-means on z
+initialises k learnable centres, then encoder, decoder and centres train on reconstruction +
+cluster_weight x KL(P || Q), where Q is DEC's Student-t soft assignment of z to the centres and P
+its sharpened target, so that z is shaped for clustering without losing the reconstruction.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from torch import nn
 
-from tsatlas.nn import AEConfig, RecurrentAutoencoder
+from tsatlas.clustering import choose_k, kmeans
+from tsatlas.nn import AEConfig, RecurrentAutoencoder, sharpened_target
 from tsatlas.training import autocast, fit, pick_device
 
 log = logging.getLogger(__name__)
 
-_ARCH = ("cell", "hidden", "latent", "layers", "bidirectional", "dropout")
+_ARCH = ("cell", "hidden", "latent", "layers", "bidirectional", "dropout", "teacher_forcing")
 
 
 def _mse(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
@@ -31,15 +37,32 @@ def _mse(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
     return torch.mean((recon.float() - xb) ** 2)
 
 
+def _joint_loss(weight: float) -> Callable[[nn.Module, torch.Tensor], torch.Tensor]:
+    """IDEC: reconstruction MSE + weight * KL(P || Q). P is computed from the batch's own Q (the
+    paper refreshes it over the whole set every few iterations; per batch needs no extra pass and
+    keeps the generic training loop, checkpoints and resume unchanged)."""
+    def loss(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
+        recon, z = model(xb)
+        q = model.soft_assign(z)
+        p = sharpened_target(q)
+        kl = (p * (p.clamp_min(1e-12).log() - q.clamp_min(1e-12).log())).sum(dim=1).mean()
+        return torch.mean((recon.float() - xb) ** 2) + weight * kl
+    return loss
+
+
 class RNNAutoencoder(TransformerMixin, BaseEstimator):
     """LSTM/GRU encoder-decoder whose bottleneck z embeds each window.
 
-    Parameters are the `train.*` config keys; fitted attributes end in `_`:
-    `module_`, `history_`, `n_channels_`, `seq_len_`, `device_`.
+    Parameters are the `train.*` config keys (n_clusters, k_min and k_max come from `cluster.*`);
+    fitted attributes end in `_`: `module_`, `history_`, `n_channels_`, `seq_len_`, `device_`,
+    `n_clusters_` (0 unless objective="idec"), `cluster_centers_`.
     """
 
     def __init__(self, cell: str = "gru", layers: int = 1, hidden: int = 64, latent: int = 16,
-                 bidirectional: bool = False, dropout: float = 0.0, epochs: int = 100, batch_size: int = 64,
+                 bidirectional: bool = False, dropout: float = 0.0, teacher_forcing: float = 0.0,
+                 objective: str = "reconstruction", cluster_weight: float = 0.1, cluster_epochs: int = 20,
+                 n_clusters: int | str = "auto", k_min: int = 2, k_max: int = 8,
+                 epochs: int = 100, batch_size: int = 64,
                  lr: float = 3e-3, weight_decay: float = 1e-4, patience: int = 8, val_fraction: float = 0.2,
                  clip_norm: float = 1.0, device: str = "auto", random_state: int = 0):
         self.cell = cell
@@ -48,6 +71,13 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
         self.latent = latent
         self.bidirectional = bidirectional
         self.dropout = dropout
+        self.teacher_forcing = teacher_forcing
+        self.objective = objective
+        self.cluster_weight = cluster_weight
+        self.cluster_epochs = cluster_epochs
+        self.n_clusters = n_clusters
+        self.k_min = k_min
+        self.k_max = k_max
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -58,9 +88,10 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
 
-    def _build(self, n_channels: int) -> RecurrentAutoencoder:
+    def _build(self, n_channels: int, n_clusters: int = 0) -> RecurrentAutoencoder:
         torch.manual_seed(self.random_state)
-        return RecurrentAutoencoder(AEConfig(n_channels=n_channels, **{k: getattr(self, k) for k in _ARCH}))
+        return RecurrentAutoencoder(AEConfig(n_channels=n_channels, n_clusters=n_clusters,
+                                             **{k: getattr(self, k) for k in _ARCH}))
 
     def split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Seeded train/validation indices."""
@@ -79,18 +110,60 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 3:
             raise ValueError(f"X must be (n_windows, window_len, n_channels), got shape {X.shape}")
+        if self.objective not in ("reconstruction", "idec"):
+            raise ValueError(f"objective must be 'reconstruction' or 'idec', got {self.objective!r}")
         self.n_channels_, self.seq_len_ = X.shape[2], X.shape[1]
         self.device_ = pick_device(self.device)
         tr, va = self.split(len(X))
-        model = self._build(self.n_channels_)
-        Xt = torch.from_numpy(X[tr])
-        Xv = torch.from_numpy(X[va])
-        self.module_, self.history_ = fit(
-            model, _mse, Xt, Xv, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-            weight_decay=self.weight_decay, patience=self.patience, clip_norm=self.clip_norm,
-            seed=self.random_state, device=self.device_, resume=resume, on_epoch=on_epoch)
-        self.module_.eval()
+        Xt, Xv = torch.from_numpy(X[tr]), torch.from_numpy(X[va])
+        common = dict(batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, patience=self.patience,
+                      clip_norm=self.clip_norm, seed=self.random_state, device=self.device_)
+
+        def tagged(phase: int, **extra: Any) -> Callable[[dict[str, Any]], None] | None:
+            return None if on_epoch is None else (lambda state: on_epoch({**state, "phase": phase, **extra}))
+
+        phase = int(resume.get("phase", 1)) if resume is not None else 1
+        if phase == 1:
+            model, pretrain = fit(self._build(self.n_channels_), _mse, Xt, Xv, epochs=self.epochs,
+                                  resume=resume, on_epoch=tagged(1), **common)
+            resume = None
+        else:
+            model, pretrain = None, [dict(h) for h in resume["pretrain_history"]]
+        self.history_ = [{**h, "phase": 1} for h in pretrain]
+        self.n_clusters_, self.cluster_centers_ = 0, None
+        if self.objective == "idec":
+            if model is not None:  # pretraining just ended: start the centres from K-means on z
+                k, centers, scale = self._initial_centers(model, X[tr])
+                state = model.state_dict()
+                model = self._build(self.n_channels_, k)
+                model.load_state_dict({**state, "centers": torch.from_numpy(centers), "z_scale": torch.from_numpy(scale)})
+            else:
+                model = self._build(self.n_channels_, int(resume["n_clusters"]))
+            model, joint = fit(model, _joint_loss(self.cluster_weight), Xt, Xv, epochs=self.cluster_epochs,
+                               resume=resume, on_epoch=tagged(2, n_clusters=model.cfg.n_clusters,
+                                                              pretrain_history=pretrain), **common)
+            n1 = len(pretrain)
+            self.history_ += [{**h, "epoch": n1 + h["epoch"], "phase": 2} for h in joint]
+            self.n_clusters_ = model.cfg.n_clusters
+            self.cluster_centers_ = model.centers.detach().cpu().numpy()
+        self.module_ = model.eval()
         return self
+
+    def _initial_centers(self, model: RecurrentAutoencoder, X: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+        """k (given, or by silhouette), K-means centres in z units and z's std per dimension; K-means
+        runs on standardised z, as the cluster stage does."""
+        self.module_ = model.eval()  # transform() runs self.module_
+        Z = self.transform(X).astype(np.float64)
+        mean, scale = Z.mean(0), np.where(Z.std(0) > 0, Z.std(0), 1.0)
+        Zs = (Z - mean) / scale
+        if self.n_clusters == "auto":
+            k, _ = choose_k(Zs, self.k_min, self.k_max, 5000, self.random_state)
+        else:
+            k = int(self.n_clusters)
+        if k > len(Z):
+            raise ValueError(f"n_clusters={k} exceeds the {len(Z)} training windows")
+        km = kmeans(k, self.random_state, len(Z)).fit(Zs)
+        return k, (km.cluster_centers_ * scale + mean).astype(np.float32), scale.astype(np.float32)
 
     # -- inference ---------------------------------------------------------------
     def _batches(self, X: np.ndarray, fn: Callable[[torch.Tensor], torch.Tensor], batch: int = 1024) -> np.ndarray:
@@ -130,6 +203,7 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
         torch.save({"params": self.get_params(), "n_channels": self.n_channels_, "seq_len": self.seq_len_,
+                    "n_clusters": self.n_clusters_,
                     "state_dict": {k: v.cpu() for k, v in self.module_.state_dict().items()}}, buf)
         return buf.getvalue()
 
@@ -140,8 +214,10 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
         ae = cls(**{**ckpt["params"], "device": device})
         ae.n_channels_, ae.seq_len_ = int(ckpt["n_channels"]), int(ckpt["seq_len"])
         ae.device_ = pick_device(device)
-        ae.module_ = ae._build(ae.n_channels_)
+        ae.n_clusters_ = int(ckpt.get("n_clusters", 0))
+        ae.module_ = ae._build(ae.n_channels_, ae.n_clusters_)
         ae.module_.load_state_dict(ckpt["state_dict"])
+        ae.cluster_centers_ = ae.module_.centers.detach().numpy() if ae.n_clusters_ else None
         ae.module_.to(ae.device_).eval()
         ae.history_ = []
         return ae

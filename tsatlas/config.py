@@ -56,6 +56,16 @@ class TrainConfig(_Section):
     latent: int = Field(16, ge=1, le=1024, description="Size of the embedding z.")
     bidirectional: bool = Field(False, description="Bidirectional encoder.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout between stacked layers.")
+    teacher_forcing: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="0: the decoder sees only z. Above 0 it also sees the previous value, the true one with this "
+        "probability in training (its own output at inference).")
+    objective: Literal["reconstruction", "idec"] = Field(
+        "reconstruction",
+        description="reconstruction: plain autoencoder. idec: then a joint phase of reconstruction + a DEC clustering "
+        "loss around cluster.k centres (k=auto: chosen by silhouette on the pretrained z).")
+    cluster_weight: float = Field(0.1, gt=0.0, le=100.0, description="idec: weight of the clustering loss.")
+    cluster_epochs: int = Field(20, ge=1, le=10_000, description="idec: epochs of the joint phase (early stopping applies).")
     epochs: int = Field(100, ge=1, le=10_000, description="Upper bound on epochs; early stopping usually ends sooner.")
     batch_size: int = Field(64, ge=1, le=65_536, description="Windows per optimisation step.")
     lr: float = Field(3e-3, gt=0.0, le=1.0, description="AdamW learning rate.")

@@ -17,6 +17,8 @@ class AEConfig:
     layers: int = 1            # stacked recurrent layers in encoder and decoder
     bidirectional: bool = False  # encoder only; the decoder runs forward in time
     dropout: float = 0.0       # between stacked layers (torch ignores it for one layer)
+    teacher_forcing: float = 0.0  # > 0: the decoder also sees the previous value (true one with this probability)
+    n_clusters: int = 0        # > 0: learnable cluster centres in z for the joint (IDEC) objective
 
 
 def _rnn(cfg: AEConfig, input_size: int, bidirectional: bool) -> nn.RNNBase:
@@ -45,21 +47,45 @@ class Encoder(nn.Module):
 
 class Decoder(nn.Module):
     """z (B, latent) -> (B, T, C). z sets the initial state and is also the input at every
-    step, so the decoder cannot forget it over long windows."""
+    step, so the decoder cannot forget it over long windows.
+
+    With teacher_forcing > 0 the input also carries the previous value: in training the true
+    one with that probability (else the decoder's own output), in inference always its own
+    output (free running), so the validation loss measures what inference does."""
 
     def __init__(self, cfg: AEConfig):
         super().__init__()
         self.cfg = cfg
+        self.feedback = cfg.teacher_forcing > 0
         self.init = nn.Linear(cfg.latent, cfg.layers * cfg.hidden)
-        self.rnn = _rnn(cfg, cfg.latent, False)
+        self.rnn = _rnn(cfg, cfg.latent + (cfg.n_channels if self.feedback else 0), False)
         self.out = nn.Linear(cfg.hidden, cfg.n_channels)
 
-    def forward(self, z: torch.Tensor, steps: int) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, steps: int, target: torch.Tensor | None = None) -> torch.Tensor:
         B = z.shape[0]
         h0 = torch.tanh(self.init(z)).view(B, self.cfg.layers, self.cfg.hidden).transpose(0, 1).contiguous()  # (layers, B, H)
         state = (h0, torch.zeros_like(h0)) if self.cfg.cell == "lstm" else h0
-        y, _ = self.rnn(z.unsqueeze(1).expand(B, steps, z.shape[1]), state)  # (B, T, H)
-        return self.out(y)                                                   # (B, T, C)
+        zs = z.unsqueeze(1).expand(B, steps, z.shape[1])
+        if not self.feedback:
+            y, _ = self.rnn(zs, state)                                       # (B, T, H)
+            return self.out(y)                                               # (B, T, C)
+        ratio = self.cfg.teacher_forcing if target is not None else 0.0
+        if ratio >= 1.0:  # full teacher forcing: one fused call over the shifted target
+            prev = torch.cat([torch.zeros_like(target[:, :1]), target[:, :-1]], dim=1)
+            y, _ = self.rnn(torch.cat([zs, prev.to(zs.dtype)], dim=2), state)
+            return self.out(y)
+        prev = z.new_zeros(B, self.cfg.n_channels)
+        outs = []
+        for t in range(steps):  # step by step: the next input depends on this output
+            y, state = self.rnn(torch.cat([z, prev.to(z.dtype)], dim=1).unsqueeze(1), state)
+            o = self.out(y[:, 0])
+            outs.append(o)
+            if ratio > 0:
+                use_true = torch.rand(B, 1, device=z.device) < ratio
+                prev = torch.where(use_true, target[:, t].to(o.dtype), o)
+            else:
+                prev = o
+        return torch.stack(outs, dim=1)
 
 
 class RecurrentAutoencoder(nn.Module):
@@ -70,7 +96,24 @@ class RecurrentAutoencoder(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.decoder = Decoder(cfg)
+        if cfg.n_clusters > 0:  # set from K-means on the pretrained z before the joint phase
+            self.centers = nn.Parameter(torch.zeros(cfg.n_clusters, cfg.latent))
+            self.register_buffer("z_scale", torch.ones(cfg.latent))  # the pretrained z's std per dimension
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.encoder(x)
-        return self.decoder(z, x.shape[1]), z
+        return self.decoder(z, x.shape[1], target=x if self.training else None), z
+
+    def soft_assign(self, z: torch.Tensor) -> torch.Tensor:
+        """DEC's Student-t kernel (one degree of freedom): q_ij, rows sum to 1. (B, latent) -> (B, k).
+        Distances are in units of the pretrained z's spread: the kernel's width is fixed at 1, and
+        raw z of a small spread would make every q uniform and the clustering loss vanish."""
+        q = 1.0 / (1.0 + torch.cdist(z.float() / self.z_scale, self.centers.float() / self.z_scale) ** 2)
+        return q / q.sum(dim=1, keepdim=True)
+
+
+def sharpened_target(q: torch.Tensor) -> torch.Tensor:
+    """DEC's auxiliary target p_ij = (q_ij^2 / f_j) / sum_j' (...), f_j = sum_i q_ij: confident
+    assignments pull harder, and the division by f_j keeps big clusters from swallowing small ones."""
+    p = q**2 / q.sum(dim=0, keepdim=True)
+    return (p / p.sum(dim=1, keepdim=True)).detach()

@@ -94,6 +94,8 @@ def fit(
         gen.set_state(resume["generator"])
         history = [dict(h) for h in resume["history"]]
         best_val, best_state, since_best = resume["best_val"], resume["best_model"], resume["since_best"]
+        if "torch_rng" in resume:  # teacher forcing draws from torch's global generator
+            torch.set_rng_state(resume["torch_rng"])
         start = int(resume["epoch"]) + 1
         log.info("resuming at epoch %d of %d", start + 1, epochs)
 
@@ -130,6 +132,7 @@ def fit(
                 "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "generator": gen.get_state(), "history": history,
                 "best_val": best_val, "best_model": best_state, "since_best": since_best,
+                "torch_rng": torch.get_rng_state(),
             })
     if best_state is not None:
         model.load_state_dict(best_state)

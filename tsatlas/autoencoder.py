@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,7 @@ from torch import nn
 
 from tsatlas.clustering import choose_k, kmeans
 from tsatlas.nn import AEConfig, RecurrentAutoencoder, sharpened_target
-from tsatlas.training import autocast, fit, pick_device
+from tsatlas.training import autocast, fit, pick_device, world
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +113,13 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
             raise ValueError(f"X must be (n_windows, window_len, n_channels), got shape {X.shape}")
         if self.objective not in ("reconstruction", "idec"):
             raise ValueError(f"objective must be 'reconstruction' or 'idec', got {self.objective!r}")
+        if self.objective == "idec" and world()[1] > 1:
+            raise ValueError("objective='idec' does not run under torch.distributed yet (its centres sit "
+                             "outside DDP's gradient sync); train it in one process")
         self.n_channels_, self.seq_len_ = X.shape[2], X.shape[1]
         self.device_ = pick_device(self.device)
+        if self.device_.type == "cuda" and world()[1] > 1:  # torchrun: one GPU per local process
+            self.device_ = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         tr, va = self.split(len(X))
         Xt, Xv = torch.from_numpy(X[tr]), torch.from_numpy(X[va])
         common = dict(batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, patience=self.patience,

@@ -74,6 +74,10 @@ class TrainConfig(_Section):
     val_fraction: float = Field(0.2, gt=0.0, lt=0.9, description="Share of windows held out for validation.")
     clip_norm: float = Field(1.0, gt=0.0, description="Gradient norm clip.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU.")
+    processes: int = Field(
+        1, ge=1, le=1024,
+        description="Data-parallel training processes on this machine (torch DDP via torchrun: one per GPU, or CPU "
+        "processes with gloo). batch_size is per process.")
 
 
 class ClusterConfig(_Section):

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +41,35 @@ def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x
 
 
+def world() -> tuple[int, int]:
+    """(rank, world size): (0, 1) unless torch.distributed is initialised (torchrun)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _sum_across(*values: float, device: torch.device) -> list[float]:
+    """Sum plain numbers over all processes (a no-op in one process)."""
+    if world()[1] == 1:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loss_fn: LossFn, X: torch.Tensor, batch_size: int) -> float:
+    """Mean loss over X; under DDP each process takes every world-th row and the sums are combined."""
     model.eval()
+    rank, size = world()
+    X = X[rank::size]
     total = 0.0
     for i in range(0, len(X), batch_size):
         xb = X[i:i + batch_size]
         with autocast(X.device):
             total += float(loss_fn(model, xb)) * len(xb)
-    return total / max(len(X), 1)
+    total, n = _sum_across(total, float(len(X)), device=X.device)
+    return total / max(n, 1)
 
 
 def fit(
@@ -69,6 +91,11 @@ def fit(
 ) -> tuple[nn.Module, list[dict[str, float]]]:
     """AdamW with gradient clipping, plateau LR decay and early stopping on validation loss.
 
+    Under torchrun (torch.distributed initialised) the model is wrapped in DistributedDataParallel:
+    every process draws the same permutation and takes every world-th window of it, so `batch_size`
+    is per process; losses are averaged over processes, so every process makes the same
+    early-stopping decision; only rank 0 calls `on_epoch`.
+
     Args:
         loss_fn: (model, batch) -> scalar loss.
         X_train, X_val: (n, ...) tensors; moved to `device` once.
@@ -81,6 +108,8 @@ def fit(
     """
     device = device or pick_device()
     model.to(device)
+    rank, size = world()
+    net = model if size == 1 else DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     Xt, Xv = to_device(X_train, device), to_device(X_val, device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, patience // 2))
@@ -103,19 +132,21 @@ def fit(
         if since_best >= patience:
             break
         t0 = time.perf_counter()
-        model.train()
+        net.train()
         perm = torch.randperm(len(Xt), generator=gen).to(device)
+        perm = perm[: len(perm) // size * size][rank::size]  # same number of steps in every process
         total = 0.0
-        for i in range(0, len(Xt), batch_size):
+        for i in range(0, len(perm), batch_size):
             xb = Xt[perm[i:i + batch_size]]
             with autocast(device):
-                loss = loss_fn(model, xb)
+                loss = loss_fn(net, xb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
             opt.step()
             total += loss.detach() * len(xb)  # stays on the device: no sync per step
-        train_loss = float(total) / len(Xt)
+        total, seen = _sum_across(float(total), float(len(perm)), device=device)
+        train_loss = total / max(seen, 1)
         val_loss = evaluate(model, loss_fn, Xv, max(batch_size, 256)) if len(Xv) else train_loss
         sched.step(val_loss)
         if val_loss < best_val - 1e-7:
@@ -127,7 +158,7 @@ def fit(
                "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
         history.append(row)
         log.debug("epoch %d/%d train %.5f val %.5f (%.2fs)", epoch + 1, epochs, train_loss, val_loss, row["seconds"])
-        if on_epoch is not None:
+        if on_epoch is not None and rank == 0:
             on_epoch({
                 "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "generator": gen.get_state(), "history": history,

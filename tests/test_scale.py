@@ -1,0 +1,27 @@
+"""Scale-out on existing engines: torch DDP (gloo, two CPU processes) for training."""
+
+import numpy as np
+
+from test_flow import _run
+from tsatlas.storage import Store
+
+
+def test_ddp_training_in_two_gloo_processes_through_the_flow(prefect_harness, tiny_csv, tmp_path):
+    root = str(tmp_path / "artifacts")
+    m = _run(tiny_csv, root, ["train.processes=2", "train.epochs=4", "train.patience=10"])
+    tr = m["metrics"]["train"]
+    assert tr["processes"] == 2 and tr["device"] == "cpu"
+    assert tr["replicas_identical"] is True  # gradients were all-reduced: both replicas ended equal
+    assert tr["epochs"] == 4 and np.isfinite(tr["val_loss"])
+    hist = Store(root).read_stage_table(m["stages"]["train"], "history.parquet").to_pandas()
+    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
+    assert m["metrics"]["cluster"]["k"] == 2  # the rest of the flow ran on the DDP-trained model
+
+
+def test_ddp_refuses_idec_with_a_clear_message(monkeypatch):
+    import pytest
+
+    import tsatlas.autoencoder as ta
+    monkeypatch.setattr(ta, "world", lambda: (0, 2))
+    with pytest.raises(ValueError, match="idec.*torch.distributed"):
+        ta.RNNAutoencoder(objective="idec", epochs=1).fit(np.zeros((8, 4, 1), np.float32))

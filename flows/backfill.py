@@ -43,7 +43,7 @@ def backfill(
     for i in range(0, len(parts), max(1, max_concurrency)):  # bounded: one wave of submissions at a time
         wave = [partition_task.submit(data, p, config, root, credentials) for p in parts[i:i + max_concurrency]]
         rows += [f.result() for f in wave]
-    create_table_artifact([{k: r.get(k, "") for k in ("partition", "state", "run_id", "manifest", "error")} for r in rows],
+    create_table_artifact([{k: r.get(k, "") for k in ("partition", "state", "run_id", "manifest", "worker", "error")} for r in rows],
                           key="tsatlas-backfill", description=f"backfill {start} .. {end} every {every}")
     failed = [r for r in rows if r["state"] == "failed"]
     if failed:

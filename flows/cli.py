@@ -34,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     bf.add_argument("--end", required=True, help="end of the last partition (exclusive)")
     bf.add_argument("--every", default="1d", help="partition length, e.g. 1d, 6h, 30d (default 1d)")
     bf.add_argument("--max-concurrency", type=int, default=2, help="partitions run at once (default 2)")
+    bf.add_argument("--runner", choices=["threads", "dask"], default="threads",
+                    help="where partitions run: threads in this process, or Dask workers (prefect-dask)")
+    bf.add_argument("--dask-address", default=None,
+                    help="a running Dask scheduler (tcp://host:8786); default: a local cluster of --max-concurrency workers")
     for a in ("--data", "--root", "--config", "--set", "--seed", "--json", "-v"):
         bf._add_action(next(x for x in run._actions if a in x.option_strings))
     sc = sub.add_parser("score", help="score new data with a trained run")
@@ -120,7 +124,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     fingerprint(data)
     Store(args.root)
     from flows.backfill import backfill
+    from flows.runners import task_runner
 
+    runner = task_runner(args.runner, args.dask_address, args.max_concurrency)
+    if runner is not None:
+        backfill = backfill.with_options(task_runner=runner)
     if not args.verbose:
         _quiet_prefect()
     rows = backfill(start=args.start, end=args.end, every=args.every, data=data, root=args.root, ingest=cfg.ingest,

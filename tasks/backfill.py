@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from typing import Any
 
 import pandas as pd
@@ -53,7 +55,8 @@ def partition_task(data: str, p: tuple[str, str], config: PipelineConfig, root: 
 
     store = open_store(root, credentials)
     key = record_key(config, data, p)
-    row = {"partition": partition_name(p), "start": p[0], "end": p[1]}
+    row = {"partition": partition_name(p), "start": p[0], "end": p[1],
+           "worker": f"{socket.gethostname()}:{os.getpid()}"}  # where it ran: this process, or a Dask worker
     if store.exists(key):
         return {**row, **store.get_json(key), "state": "skipped (done before)"}
     ingest = config.ingest.model_copy(update={"start": p[0], "end": p[1]})

@@ -25,3 +25,23 @@ def test_ddp_refuses_idec_with_a_clear_message(monkeypatch):
     monkeypatch.setattr(ta, "world", lambda: (0, 2))
     with pytest.raises(ValueError, match="idec.*torch.distributed"):
         ta.RNNAutoencoder(objective="idec", epochs=1).fit(np.zeros((8, 4, 1), np.float32))
+
+
+def test_backfill_partitions_run_on_a_local_dask_cluster(prefect_harness, tmp_path, capsys):
+    import json
+    import os
+
+    from conftest import SETS, make_long
+    from flows.cli import main
+
+    data = tmp_path / "events.parquet"
+    make_long(steps=96).to_parquet(data, index=False)  # 4 days, hourly
+    args = ["backfill", "--start", "2024-01-01", "--end", "2024-01-05", "--every", "2d", "--data", str(data),
+            "--root", str(tmp_path / "art"), "--runner", "dask", "--max-concurrency", "2", "--json", *SETS]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["state"] for r in rows] == ["completed", "completed"]
+    workers = {r["worker"] for r in rows}
+    assert all(not w.endswith(f":{os.getpid()}") for w in workers)  # ran in Dask worker processes, not here
+    for r in rows:
+        assert json.load(open(r["manifest"]))["stages"]["train"]["rows"] > 0

@@ -96,10 +96,12 @@ def _run_tsatlas(X: np.ndarray, y: np.ndarray, k: int, seed: int, row: dict, tra
 
     import torch
 
+    from tasks.train import make_estimator
     from tsatlas.autoencoder import RNNAutoencoder
-    from tsatlas.config import TrainConfig
+    from tsatlas.config import ClusterConfig, TrainConfig
 
-    params = {**TrainConfig(**{**train, "objective": "idec"}).model_dump(), "device": "cpu"}
+    cfg = TrainConfig(**{**train, "objective": "idec", "device": "cpu"})
+    params = make_estimator(cfg, seed, ClusterConfig(k=k)).get_params()  # what the train task builds
     last_pretrain: list[bytes] = []
 
     def keep(state: dict) -> None:  # the last pretraining checkpoint, serialised as the train task does
@@ -109,13 +111,13 @@ def _run_tsatlas(X: np.ndarray, y: np.ndarray, k: int, seed: int, row: dict, tra
             last_pretrain[:] = [buf.getvalue()]
 
     t0 = time.perf_counter()
-    idec = RNNAutoencoder(**params, n_clusters=k, random_state=seed).fit(X, on_epoch=keep)
+    idec = RNNAutoencoder(**params).fit(X, on_epoch=keep)
     idec_labels = _tsatlas_labels(idec, X, k, seed)
     idec_seconds = time.perf_counter() - t0
 
     t1 = time.perf_counter()
     ckpt = torch.load(io.BytesIO(last_pretrain[0]), weights_only=True)
-    plain = RNNAutoencoder(**{**params, "objective": "reconstruction"}, random_state=seed).fit(X, resume=ckpt)
+    plain = RNNAutoencoder(**{**params, "objective": "reconstruction"}).fit(X, resume=ckpt)
     plain_labels = _tsatlas_labels(plain, X, k, seed)
     pretrain_seconds = sum(h["seconds"] for h in idec.history_ if h["phase"] == 1)
     epochs = [sum(h["phase"] == p for h in idec.history_) for p in (1, 2)]

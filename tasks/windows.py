@@ -7,17 +7,21 @@ back into original units, plus `label` when the input had one.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from prefect import task
 
 from tasks.common import STAGE_TASK, logger, open_store
 from tsatlas.config import WindowsConfig
 from tsatlas.errors import InputError
-from tsatlas.storage import Store, code_version, digest
+from tsatlas.storage import Store, cache_dir, code_version, digest
 from tsatlas.tables import fixed_list, from_fixed_list, meta, with_meta
 
 
@@ -111,7 +115,8 @@ def _safe(sd: np.ndarray, loc: np.ndarray) -> np.ndarray:
 
 
 def make_windows(values: np.ndarray, bounds: np.ndarray, series_ids: np.ndarray, cfg: WindowsConfig,
-                 source: str = "input") -> tuple[Windows, list[str]]:
+                 source: str = "input", global_stats: tuple[np.ndarray, np.ndarray] | None = None,
+                 ) -> tuple[Windows, list[str]]:
     """Cut and standardise.
 
     Global and per-series scaling are applied to the (N, C) rows before cutting (cheaper than
@@ -121,6 +126,8 @@ def make_windows(values: np.ndarray, bounds: np.ndarray, series_ids: np.ndarray,
         values: (N, C) rows of all series, each series contiguous and time-ordered.
         bounds: (S+1,) row offsets of the series.
         series_ids: (S,) names, for messages.
+        global_stats: (mean (C,), sd (C,)) of all rows, when `values` is one batch of a larger
+            input (scale=global); default: computed from `values`.
 
     Returns:
         The windows, and warnings about series skipped for being shorter than a window.
@@ -137,7 +144,10 @@ def make_windows(values: np.ndarray, bounds: np.ndarray, series_ids: np.ndarray,
     n, C = len(starts), values.shape[1]
     if cfg.scale in ("global", "series"):
         groups = bounds if cfg.scale == "series" else np.array([0, len(values)])
-        mean, sd = series_stats(values, groups)
+        if cfg.scale == "global" and global_stats is not None:
+            mean, sd = (np.asarray(a, np.float64)[None, :] for a in global_stats)
+        else:
+            mean, sd = series_stats(values, groups)
         sd = _safe(sd, mean)
         X = cut(_standardise_rows(values, groups, mean, sd), bounds, cfg.length, cfg.stride)
         loc, scale = (mean[series], sd[series]) if cfg.scale == "series" else (
@@ -157,11 +167,11 @@ def make_windows(values: np.ndarray, bounds: np.ndarray, series_ids: np.ndarray,
 
 
 def to_table(w: Windows, timestamps: pa.Array | None, bounds: np.ndarray, channels: list[str], scope: str,
-             labels: np.ndarray | None = None) -> pa.Table:
-    """Windows -> the windows.parquet table (one row per window)."""
+             labels: np.ndarray | None = None, first_id: int = 0) -> pa.Table:
+    """Windows -> the windows.parquet table (one row per window); ids count from `first_id`."""
     n, T, C = w.X.shape
     cols: dict[str, Any] = {
-        "window_id": pa.array(np.arange(n, dtype=np.int64)),
+        "window_id": pa.array(np.arange(first_id, first_id + n, dtype=np.int64)),
         "series_id": pa.array(w.series_ids[w.series].astype(str)),
         "start": timestamps.take(pa.array(bounds[w.series] + w.start)) if timestamps is not None else pa.array(w.start),
         "values": fixed_list(w.X),
@@ -192,32 +202,127 @@ def from_table(table: pa.Table) -> tuple[Windows, list[str]]:
 
 
 def load_windows(store: Store, ref: dict[str, Any]) -> tuple[Windows, list[str], pa.Table]:
-    """Read a windows stage output; the table keeps ids, starts and labels."""
-    table = store.read_stage_table(ref, "windows.parquet")
-    w, channels = from_table(table)
-    return w, channels, table.drop_columns(["values", "loc", "scale"])
+    """Read a windows stage output without holding the file in memory: X is a read-only memory
+    map (windows_array); the table keeps ids, starts and labels."""
+    path = store.stage_local_copy(ref, "windows.parquet")
+    pf = pq.ParquetFile(path)
+    table = pf.read(columns=[c for c in pf.schema_arrow.names if c != "values"])
+    T, channels = int(meta(table, "length")), meta(table, "channels").split(",")
+    C = len(channels)
+    sid = table.column("series_id").to_numpy(zero_copy_only=False).astype(str)
+    series_ids, series = np.unique(sid, return_inverse=True)
+    w = Windows(X=windows_array(path, ref["files"]["windows.parquet"], (T, C)),
+                loc=from_fixed_list(table.column("loc"), (C,)), scale=from_fixed_list(table.column("scale"), (C,)),
+                series=series, start=np.zeros(len(sid), np.int64), series_ids=series_ids)
+    return w, channels, table.drop_columns(["loc", "scale"])
+
+
+def windows_array(path: str, sha256: str, shape: tuple[int, int]) -> np.ndarray:
+    """The `values` column of a windows.parquet as a read-only (n, T, C) float32 memory map.
+    Built once per file (named by its checksum, in cache_dir()) one row group at a time, so
+    neither building nor reading it needs the whole array in memory."""
+    cached = os.path.join(cache_dir(), f"{sha256}.values.npy")
+    if not os.path.exists(cached):
+        pf = pq.ParquetFile(path)
+        tmp = f"{cached}.{os.getpid()}.part"
+        X = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(pf.metadata.num_rows, *shape))
+        i = 0
+        for g in range(pf.num_row_groups):
+            v = from_fixed_list(pf.read_row_group(g, columns=["values"]).column("values"), shape)
+            X[i:i + len(v)] = v
+            i += len(v)
+        X.flush()
+        del X
+        os.replace(tmp, cached)
+    return np.load(cached, mmap_mode="r")
+
+
+def series_batches(path: str, columns: list[str], batch_rows: int) -> Iterator[pa.Table]:
+    """Row batches of the ingest table (grouped by series) cut at series boundaries: each
+    yielded table holds whole series only; a series longer than a batch is carried over
+    until it ends, so it must fit in memory by itself."""
+    carry: pa.Table | None = None
+    for rb in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
+        t = pa.Table.from_batches([rb]) if carry is None else pa.concat_tables([carry, pa.Table.from_batches([rb])])
+        sid = t.column("series_id")
+        last = t.num_rows - 1
+        # start row of the last series in this batch: everything before it is complete
+        change = pc.not_equal(sid.slice(1), sid.slice(0, last)) if last > 0 else pa.array([], pa.bool_())
+        starts = np.flatnonzero(change.to_numpy(zero_copy_only=False)) + 1
+        cut_at = int(starts[-1]) if len(starts) else 0
+        if cut_at:
+            yield t.slice(0, cut_at)
+        carry = t.slice(cut_at)
+    if carry is not None and carry.num_rows:
+        yield carry
+
+
+def _values(t: pa.Table, channels: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (values (N, C) float64, bounds (S+1,), series ids (S,)) of a batch of whole series."""
+    values = np.column_stack([t.column(c).to_numpy() for c in channels]).astype(np.float64, copy=False)
+    sid = t.column("series_id").to_numpy(zero_copy_only=False).astype(str)
+    bounds = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1], True])
+    return values, bounds, sid[bounds[:-1]]
+
+
+def global_stats(path: str, channels: list[str], batch_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation per channel over all rows, one batch at a time (Chan et
+    al.'s pairwise combination of counts, means and sums of squared deviations)."""
+    n, mean, m2 = 0, np.zeros(len(channels)), np.zeros(len(channels))
+    for rb in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=channels):
+        v = np.column_stack([rb.column(c).to_numpy() for c in channels]).astype(np.float64, copy=False)
+        bm, bsd = series_stats(v, np.array([0, len(v)]))
+        nb = len(v)
+        delta = bm[0] - mean
+        m2 += bsd[0] ** 2 * nb + delta**2 * n * nb / (n + nb)
+        mean += delta * nb / (n + nb)
+        n += nb
+    return mean, np.sqrt(m2 / max(n, 1))
+
+
+BATCH_ROWS = 1 << 20  # ingest rows per windowing batch
+GROUP_BYTES = 32 << 20  # windows.parquet row groups of about this many bytes of values: the unit of streaming reads
 
 
 @task(name="windows", **STAGE_TASK)
 def windows_task(ingested: dict[str, Any], root: str, cfg: WindowsConfig,
                  credentials: str | None = None) -> dict[str, Any]:
-    """Cut the ingested series into standardised windows; skipped when already done."""
+    """Cut the ingested series into standardised windows, streaming: the ingest table is read in
+    batches of whole series and the windows are written one row group per batch; global scaling
+    takes one extra pass for the statistics. Skipped when already done."""
     store = open_store(root, credentials)
     key = digest("windows", ingested["sha256"], cfg.model_dump(), code_version())
     if (ref := store.stage_done("windows", key)) is not None:
         return ref
-    table = store.read_stage_table(ingested, "series.parquet")
+    src = store.stage_local_copy(ingested, "series.parquet")
     channels = ingested["info"]["channels"]
-    values = np.column_stack([table.column(c).to_numpy() for c in channels])  # (N, C) float64
-    sid = table.column("series_id").to_numpy(zero_copy_only=False).astype(str)
-    bounds = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1], True])
-    labels = table.column("label").to_numpy(zero_copy_only=False)[bounds[:-1]] if "label" in table.column_names else None
-    w, warnings = make_windows(values, bounds, sid[bounds[:-1]], cfg, source=ingested["uri"])
-    for msg in warnings:
-        logger().warning("windows: %s", msg)
-    out = to_table(w, table.column("timestamp").combine_chunks(), bounds, channels, cfg.scale, labels)
-    n, T, C = w.X.shape
-    logger().info("windows: %d windows of %d steps x %d channels", n, T, C)
+    names = pq.ParquetFile(src).schema_arrow.names
+    columns = ["series_id", "timestamp", *channels, *(["label"] if "label" in names else [])]
+    stats = global_stats(src, channels, BATCH_ROWS) if cfg.scale == "global" else None
+    n, longest, warnings = 0, 0, []
     with store.stage("windows", key) as sw:
-        sw.put_table("windows.parquet", out)
+        with sw.local_file("windows.parquet") as tmp:
+            writer: pq.ParquetWriter | None = None
+            for t in series_batches(src, columns, BATCH_ROWS):
+                values, bounds, ids = _values(t, channels)
+                longest = max(longest, int(np.diff(bounds).max()))
+                if np.diff(bounds).max() < cfg.length:  # no window in this batch
+                    warnings += [f"series {s!r} has {int(m)} steps, fewer than windows.length={cfg.length}: skipped"
+                                 for s, m in zip(ids, np.diff(bounds))]
+                    continue
+                w, warn = make_windows(values, bounds, ids, cfg, source=ingested["uri"], global_stats=stats)
+                warnings += warn
+                labels = t.column("label").to_numpy(zero_copy_only=False)[bounds[:-1]] if "label" in t.column_names else None
+                out = to_table(w, t.column("timestamp").combine_chunks(), bounds, channels, cfg.scale, labels, first_id=n)
+                writer = writer or pq.ParquetWriter(tmp, out.schema, compression="zstd")
+                writer.write_table(out, row_group_size=GROUP_BYTES // (4 * cfg.length * len(channels)) + 1)
+                n += len(w.X)
+            if writer is None:
+                raise InputError(f"{ingested['uri']}: every series is shorter than windows.length={cfg.length} "
+                                 f"(longest has {longest} steps)")
+            writer.close()
+        for msg in warnings:
+            logger().warning("windows: %s", msg)
+        T, C = cfg.length, len(channels)
+        logger().info("windows: %d windows of %d steps x %d channels", n, T, C)
         return sw.finish("windows.parquet", n, shape=[n, T, C], channels=channels, skipped_series=len(warnings))

@@ -1,4 +1,5 @@
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -85,3 +86,35 @@ def test_property_any_shape_round_trips_and_stays_finite(lengths, T, stride, C, 
     # float32 round trip: the error scales with the largest magnitude the scaler saw (the whole input),
     # not with each element, so a tiny value next to a large one only gets the absolute bound.
     np.testing.assert_allclose(w.original_units(), naive, rtol=1e-4, atol=1e-5 * np.abs(values).max())
+
+
+@pytest.mark.parametrize("scale", ["global", "series", "window", "none"])
+def test_streamed_stage_equals_the_whole_table_in_memory(tmp_path, monkeypatch, scale):
+    import tasks.windows as tw
+    from conftest import make_long
+    from tasks.ingest import ingest_task
+    from tsatlas.config import IngestConfig
+    from tsatlas.storage import Store
+
+    monkeypatch.setenv("TSATLAS_CACHE", str(tmp_path / "cache"))
+    df = make_long(n_series=5, steps=90, channels=2)
+    df.loc[df.series_id == "s2", "ch1"] += 1e4  # a far offset: global statistics must combine batches exactly
+    data = tmp_path / "in.parquet"
+    df.to_parquet(data, index=False)
+    root = str(tmp_path / "art")
+    ing = ingest_task.fn(str(data), root, IngestConfig())
+    cfg = WindowsConfig(length=16, stride=5, scale=scale)
+    monkeypatch.setattr(tw, "BATCH_ROWS", 37)         # batches end inside series: carries and multi-batch series
+    monkeypatch.setattr(tw, "GROUP_BYTES", 16 * 2 * 4 * 7)  # row groups of 7 windows: the memory map is built piecewise
+    ref = tw.windows_task.fn(ing, root, cfg)
+    w, channels, ids = tw.load_windows(Store(root), ref)
+    assert isinstance(w.X, np.memmap) and not w.X.flags.writeable
+
+    table = Store(root).read_stage_table(ing, "series.parquet")
+    values, bounds, sids = tw._values(table, channels)
+    whole, _ = make_windows(values, bounds, sids, cfg)
+    assert ref["shape"] == list(whole.X.shape) and ids.column("window_id").to_pylist() == list(range(len(whole.X)))
+    np.testing.assert_allclose(w.X, whole.X, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(w.original_units(), whole.original_units(), rtol=1e-5, atol=1e-3)
+    pf = pq.ParquetFile(Store(root).stage_local_copy(ref, "windows.parquet"))
+    assert pf.num_row_groups > 3 and pf.metadata.row_group(0).num_rows == 8  # 7 + 1: written, and read back, in pieces

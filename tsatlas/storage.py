@@ -21,6 +21,8 @@ import posixpath
 import re
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,22 @@ _SAFE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=+-]*$")
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str, chunk: int = 8 << 20) -> str:
+    """sha256 of a file, read in chunks (constant memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cache_dir() -> str:
+    """Local folder for verified copies of remote artifacts (TSATLAS_CACHE, else the temp dir)."""
+    d = os.environ.get("TSATLAS_CACHE") or os.path.join(tempfile.gettempdir(), "tsatlas-cache")
+    os.makedirs(d, exist_ok=True)
+    return d
 
 
 def digest(*parts: Any) -> str:
@@ -163,6 +181,54 @@ class Store:
             )
         return data
 
+    # -- files too big to hold in memory ----------------------------------------
+    def put_file(self, key: str, local: str) -> str:
+        """Publish a finished local file under `key` and return its sha256. Locally the file is
+        renamed into place (it must live on the same filesystem, as StageWriter.local_file's
+        does); elsewhere it is uploaded in one put, which the object store publishes only when
+        complete."""
+        sha = sha256_file(local)
+        path = self.path(key)
+        try:
+            if self.local:
+                with open(local, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(local, path)
+            else:
+                self.fs.put_file(local, path)
+        except Exception as e:
+            raise StorageError(f"{self.uri(key)}: write failed ({_reason(e)})") from e
+        return sha
+
+    def local_copy(self, key: str, sha256: str) -> str:
+        """A verified local path to read `key` from without loading it into memory: the file
+        itself in a local store, else a copy in cache_dir() named by its checksum (reused)."""
+        if self.local:
+            path = self.path(key)
+            if not os.path.exists(path):
+                raise StorageError(f"{self.uri(key)}: artifact missing")
+        else:
+            path = os.path.join(cache_dir(), f"{sha256}{os.path.splitext(key)[1]}")
+            if os.path.exists(path):
+                return path  # only ever renamed into place after its checksum matched
+            tmp = f"{path}.{uuid.uuid4().hex[:8]}.part"
+            try:
+                self.fs.get_file(self.path(key), tmp)
+            except FileNotFoundError:
+                raise StorageError(f"{self.uri(key)}: artifact missing") from None
+            except Exception as e:
+                raise StorageError(f"{self.uri(key)}: read failed ({_reason(e)})") from e
+        got = sha256_file(path if self.local else tmp)
+        if got != sha256:
+            if not self.local:
+                os.unlink(tmp)
+            raise CorruptArtifactError(
+                f"{self.uri(key)}: checksum mismatch (expected sha256 {sha256[:12]}..., got {got[:12]}...); "
+                "the artifact is corrupt: delete it and re-run")
+        if not self.local:
+            os.replace(tmp, path)
+        return path
+
     # -- typed helpers ---------------------------------------------------------
     def put_json(self, key: str, obj: Any) -> str:
         return self.put_bytes(key, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
@@ -207,6 +273,9 @@ class Store:
     def read_stage_bytes(self, ref: dict[str, Any], name: str) -> bytes:
         return self.get_bytes(self.stage_file(ref, name), ref["files"][name])
 
+    def stage_local_copy(self, ref: dict[str, Any], name: str) -> str:
+        return self.local_copy(self.stage_file(ref, name), ref["files"][name])
+
 
 class StageWriter:
     """Writes one attempt at a stage output under stages/<stage>/<key>/<attempt>/ and publishes
@@ -237,6 +306,24 @@ class StageWriter:
     def put_table(self, name: str, table: pa.Table) -> str:
         self.files[name] = self.store.put_table(f"{self.prefix}/{name}", table)
         return self.files[name]
+
+    @contextmanager
+    def local_file(self, name: str) -> Iterator[str]:
+        """A local path to write `name` into piece by piece (e.g. a ParquetWriter); published
+        when the block ends without an error, deleted otherwise."""
+        if self.store.local:
+            folder = os.path.dirname(self.store.path(f"{self.prefix}/{name}"))
+            os.makedirs(folder, exist_ok=True)
+        else:
+            folder = cache_dir()
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        os.close(fd)
+        try:
+            yield tmp
+            self.files[name] = self.store.put_file(f"{self.prefix}/{name}", tmp)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
     def finish(self, main: str, rows: int, **extra: Any) -> dict[str, Any]:
         """Publish the attempt and return the stage's small reference.

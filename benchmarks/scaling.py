@@ -1,0 +1,178 @@
+"""Scaling curve: time and peak memory of every stage at 10k, 100k and 1M windows.
+
+    python -m benchmarks.scaling                        # 10k and 100k x 3 runs, 1M x 1 run
+    python -m benchmarks.scaling --sizes 10000 --runs 1
+
+Data: one channel, series of 8,056 hourly steps (1,000 windows of 64 steps, stride 8, each),
+written as a long Parquet table; n windows = n/1000 series. Each stage runs as its plain
+function (`task.fn`) in a fresh child process, so its peak memory is its own: the child's peak
+RSS minus its RSS after imports. Memory is reported against the float32 windows array
+(n x 64 x 4 bytes); the baseline measured in the same run is one numpy copy of that array.
+Training is one epoch of a small GRU (hidden 32, latent 8, batch 1024): time per epoch is what
+scales with n; the epoch count is a property of the data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+LENGTH, STRIDE, PER_SERIES = 64, 8, 1000
+STEPS = LENGTH + (PER_SERIES - 1) * STRIDE
+STAGES = ["ingest", "windows", "train", "embed", "cluster", "generate"]
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def make_data(path: str, n_windows: int) -> None:
+    """A long Parquet table: S = n/1000 series of random-walk-plus-seasonal values, one channel."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    S = max(1, n_windows // PER_SERIES)
+    rng = np.random.default_rng(0)
+    t = np.arange(STEPS)
+    with pq.ParquetWriter(path, pa.schema([("series_id", pa.string()), ("timestamp", pa.timestamp("s")),
+                                           ("value", pa.float32())])) as w:
+        for s in range(S):  # one series per row group
+            period = rng.choice([24, 24 * 7, 12])
+            v = np.sin(2 * np.pi * t / period) * rng.uniform(0.5, 2) + np.cumsum(rng.normal(0, 0.05, STEPS))
+            w.write_table(pa.table({"series_id": pa.array(np.full(STEPS, f"s{s:05d}")),
+                                    "timestamp": pa.array((np.datetime64("2020-01-01T00:00:00") + t.astype("timedelta64[h]")).astype("datetime64[s]")),
+                                    "value": v.astype(np.float32)}))
+
+
+def child(stage: str, root: str, data: str) -> None:
+    """Run one stage on the refs left in root/refs.json; print seconds and memory as JSON."""
+    import logging
+
+    from tasks.cluster import cluster_task
+    from tasks.embed import embed_task
+    from tasks.generate import generate_task
+    from tasks.ingest import ingest_task
+    from tasks.train import fit_stage, stage_key
+    from tasks.windows import windows_task
+    from tsatlas.config import ClusterConfig, GenerateConfig, IngestConfig, TrainConfig, WindowsConfig
+    from tsatlas.storage import Store
+
+    refs_path = os.path.join(root, "refs.json")
+    refs = json.load(open(refs_path)) if os.path.exists(refs_path) else {}
+    train = TrainConfig(hidden=32, latent=8, epochs=1, batch_size=1024, device="cpu")
+    base = rss_mb()
+    t0 = time.perf_counter()
+    if stage == "ingest":
+        ref = ingest_task.fn(data, root, IngestConfig())
+    elif stage == "windows":
+        ref = windows_task.fn(refs["ingest"], root, WindowsConfig(length=LENGTH, stride=STRIDE))
+    elif stage == "train":
+        store = Store(root)
+        key = stage_key(refs["windows"], train, 0, None)
+        ref = fit_stage(store, key, refs["windows"], train, 0, None, logging.getLogger("bench"))
+    elif stage == "embed":
+        ref = embed_task.fn(refs["windows"], refs["train"], root, device="cpu")
+    elif stage == "cluster":
+        ref = cluster_task.fn(refs["embed"], root, ClusterConfig(k=8))
+    else:
+        ref = generate_task.fn(refs["windows"], refs["train"], refs["embed"], refs["cluster"], root,
+                               GenerateConfig(n=100, evaluate=False), 0, device="cpu")
+    seconds = time.perf_counter() - t0
+    refs[stage] = ref
+    json.dump(refs, open(refs_path, "w"))
+    print(json.dumps({"stage": stage, "seconds": seconds, "base_mb": base, "peak_mb": peak_mb()}))
+
+
+def copy_baseline(n: int, runs: int = 3) -> float:
+    """Median seconds of one numpy copy of a float32 (n, 64, 1) array."""
+    import numpy as np
+    a = np.random.default_rng(0).standard_normal((n, LENGTH, 1), dtype=np.float32)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        a.copy()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def run_size(n: int, runs: int) -> dict:
+    out: dict = {"n": n, "array_mb": n * LENGTH * 4 / 2**20, "copy_s": copy_baseline(n), "stages": {}}
+    with tempfile.TemporaryDirectory() as d:
+        data = os.path.join(d, "series.parquet")
+        make_data(data, n)
+        out["input_rows"] = (n // PER_SERIES) * STEPS
+        for r in range(runs):
+            root = os.path.join(d, f"root{r}")
+            os.makedirs(root)
+            for stage in STAGES:
+                p = subprocess.run([sys.executable, "-m", "benchmarks.scaling", "--child", stage, "--root", root,
+                                    "--data", data], capture_output=True, text=True)
+                if p.returncode:
+                    raise RuntimeError(f"{stage} at n={n}: {p.stderr[-2000:]}")
+                res = json.loads(p.stdout.strip().splitlines()[-1])
+                out["stages"].setdefault(stage, []).append(res)
+                print(n, r, stage, f"{res['seconds']:.2f}s", f"+{res['peak_mb'] - res['base_mb']:.0f} MB", flush=True)
+    return out
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| windows | input rows | array MB | stage | median s | us / window | peak MB above imports | x array |",
+             "|---|---|---|---|---|---|---|---|"]
+    for res in results:
+        n = res["n"]
+        for stage, rows in res["stages"].items():
+            s = statistics.median(r["seconds"] for r in rows)
+            m = statistics.median(r["peak_mb"] - r["base_mb"] for r in rows)
+            lines.append(f"| {n:,} | {res['input_rows']:,} | {res['array_mb']:.0f} | {stage} | {s:.2f} | "
+                         f"{1e6 * s / n:.1f} | {m:.0f} | {m / res['array_mb']:.1f} |")
+        lines.append(f"| {n:,} | | | *numpy copy of the array (baseline)* | {res['copy_s']:.3f} | "
+                     f"{1e6 * res['copy_s'] / n:.2f} | | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs-large", type=int, default=1, help="runs at 1M windows and above")
+    ap.add_argument("--child", choices=STAGES)
+    ap.add_argument("--root")
+    ap.add_argument("--data")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "scaling.json"))
+    ap.add_argument("--no-write", action="store_true")
+    a = ap.parse_args()
+    if a.child:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        child(a.child, a.root, a.data)
+        return
+    results = [run_size(n, a.runs_large if n >= 1_000_000 else a.runs) for n in a.sizes]
+    print(table(results))
+    if not a.no_write:
+        os.makedirs(os.path.dirname(a.out), exist_ok=True)
+        json.dump(results, open(a.out, "w"), indent=1)
+        from benchmarks.common import append_results
+        append_results("Scaling curve (benchmarks/scaling.py)",
+                       f"Length {LENGTH}, stride {STRIDE}, one channel; train = one epoch of GRU 32/8, batch 1024, "
+                       f"on the CPU; cluster k=8 (MiniBatchKMeans above 50k windows); generate 100 latent samples, "
+                       f"no evaluation. Each stage in a fresh process; memory = peak RSS minus RSS after imports.\n\n"
+                       f"{table(results)}\n")
+
+
+if __name__ == "__main__":
+    main()

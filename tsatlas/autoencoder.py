@@ -26,7 +26,7 @@ from torch import nn
 
 from tsatlas.clustering import choose_k, kmeans
 from tsatlas.nn import AEConfig, RecurrentAutoencoder, sharpened_target
-from tsatlas.training import autocast, fit, pick_device, world
+from tsatlas.training import Rows, autocast, fit, pick_device, world
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
             resume: a checkpoint passed earlier to `on_epoch`; training continues from it.
             on_epoch: receives a checkpoint dict after every epoch.
         """
-        X = np.asarray(X, dtype=np.float32)
+        X = np.asarray(X, dtype=np.float32)  # a float32 memory map stays one (no copy)
         if X.ndim != 3:
             raise ValueError(f"X must be (n_windows, window_len, n_channels), got shape {X.shape}")
         if self.objective not in ("reconstruction", "idec"):
@@ -121,7 +121,7 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
         if self.device_.type == "cuda" and world()[1] > 1:  # torchrun: one GPU per local process
             self.device_ = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         tr, va = self.split(len(X))
-        Xt, Xv = torch.from_numpy(X[tr]), torch.from_numpy(X[va])
+        Xt, Xv = Rows(X, tr), Rows(X, va)
         common = dict(batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, patience=self.patience,
                       clip_norm=self.clip_norm, seed=self.random_state, device=self.device_)
 
@@ -139,7 +139,7 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
         self.n_clusters_, self.cluster_centers_ = 0, None
         if self.objective == "idec":
             if model is not None:  # pretraining just ended: start the centres from K-means on z
-                k, centers, scale = self._initial_centers(model, X[tr])
+                k, centers, scale = self._initial_centers(model, X, tr)
                 state = model.state_dict()
                 model = self._build(self.n_channels_, k)
                 model.load_state_dict({**state, "centers": torch.from_numpy(centers), "z_scale": torch.from_numpy(scale)})
@@ -155,11 +155,12 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
         self.module_ = model.eval()
         return self
 
-    def _initial_centers(self, model: RecurrentAutoencoder, X: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    def _initial_centers(self, model: RecurrentAutoencoder, X: np.ndarray, rows: np.ndarray,
+                         ) -> tuple[int, np.ndarray, np.ndarray]:
         """k (given, or by silhouette), K-means centres in z units and z's std per dimension; K-means
         runs on standardised z, as the cluster stage does."""
         self.module_ = model.eval()  # transform() runs self.module_
-        Z = self.transform(X).astype(np.float64)
+        Z = np.concatenate([self.transform(X[rows[i:i + 65536]]) for i in range(0, len(rows), 65536)]).astype(np.float64)
         mean, scale = Z.mean(0), np.where(Z.std(0) > 0, Z.std(0), 1.0)
         Zs = (Z - mean) / scale
         if self.n_clusters == "auto":

@@ -1,7 +1,9 @@
 """One generic training loop for the networks in nn.py; returns (model, history).
 
-The whole training set lives on the device as one tensor and batches are index slices of
-it: windows are small, and this keeps a GPU busy without DataLoader worker overhead.
+Data comes as `Rows`: a subset of an (n, ...) numpy array that may be a memory map. On a GPU
+the subset is copied to the device once and batches are index slices of it (windows are small,
+and this keeps the GPU busy without DataLoader workers); on the CPU each batch is gathered
+from the array when it is needed, so training never holds a second copy of the windows.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -20,6 +23,39 @@ from torch.nn.parallel import DistributedDataParallel
 log = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
+
+
+class Rows:
+    """Rows `index` of the float32 array `array` (n, ...), e.g. a read-only memory map."""
+
+    def __init__(self, array: np.ndarray, index: np.ndarray | None = None):
+        self.array = array
+        self.index = np.arange(len(array)) if index is None else np.asarray(index, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def subset(self, sl: slice) -> Rows:
+        return Rows(self.array, self.index[sl])
+
+    def take(self, positions: torch.Tensor) -> torch.Tensor:
+        """The rows at `positions` (into this subset) as one new tensor; sorted reads for locality."""
+        rows = np.sort(self.index[positions.cpu().numpy()])
+        return torch.from_numpy(np.ascontiguousarray(self.array[rows], dtype=np.float32))
+
+    def materialise(self) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(self.array[self.index], dtype=np.float32))
+
+
+def _on_device(X: Rows | torch.Tensor, device: torch.device) -> Rows | torch.Tensor:
+    """CUDA: the whole subset on the card. CPU: leave Rows where they are (gathered per batch)."""
+    if isinstance(X, Rows):
+        return to_device(X.materialise(), device) if device.type == "cuda" else X
+    return to_device(X, device)
+
+
+def _batch(X: Rows | torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    return X.take(positions) if isinstance(X, Rows) else X[positions]
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -58,25 +94,25 @@ def _sum_across(*values: float, device: torch.device) -> list[float]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loss_fn: LossFn, X: torch.Tensor, batch_size: int) -> float:
+def evaluate(model: nn.Module, loss_fn: LossFn, X: Rows | torch.Tensor, batch_size: int, device: torch.device) -> float:
     """Mean loss over X; under DDP each process takes every world-th row and the sums are combined."""
     model.eval()
     rank, size = world()
-    X = X[rank::size]
+    X = X.subset(slice(rank, None, size)) if isinstance(X, Rows) else X[rank::size]
     total = 0.0
     for i in range(0, len(X), batch_size):
-        xb = X[i:i + batch_size]
-        with autocast(X.device):
+        xb = _batch(X, torch.arange(i, min(i + batch_size, len(X))))
+        with autocast(device):
             total += float(loss_fn(model, xb)) * len(xb)
-    total, n = _sum_across(total, float(len(X)), device=X.device)
+    total, n = _sum_across(total, float(len(X)), device=device)
     return total / max(n, 1)
 
 
 def fit(
     model: nn.Module,
     loss_fn: LossFn,
-    X_train: torch.Tensor,
-    X_val: torch.Tensor,
+    X_train: Rows | torch.Tensor,
+    X_val: Rows | torch.Tensor,
     *,
     epochs: int,
     batch_size: int,
@@ -98,7 +134,7 @@ def fit(
 
     Args:
         loss_fn: (model, batch) -> scalar loss.
-        X_train, X_val: (n, ...) tensors; moved to `device` once.
+        X_train, X_val: Rows of a numpy array (or tensors); on CUDA moved to the card once.
         resume: a checkpoint dict that `on_epoch` received earlier; training continues after its epoch.
         on_epoch: called after every epoch with a checkpoint dict (tensors and plain values only,
             so it can be saved and loaded with torch.load(weights_only=True)).
@@ -110,7 +146,7 @@ def fit(
     model.to(device)
     rank, size = world()
     net = model if size == 1 else DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    Xt, Xv = to_device(X_train, device), to_device(X_val, device)
+    Xt, Xv = _on_device(X_train, device), _on_device(X_val, device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=max(1, patience // 2))
     gen = torch.Generator().manual_seed(seed)
@@ -133,11 +169,12 @@ def fit(
             break
         t0 = time.perf_counter()
         net.train()
-        perm = torch.randperm(len(Xt), generator=gen).to(device)
+        perm = torch.randperm(len(Xt), generator=gen)
+        perm = perm.to(device) if isinstance(Xt, torch.Tensor) else perm
         perm = perm[: len(perm) // size * size][rank::size]  # same number of steps in every process
         total = 0.0
         for i in range(0, len(perm), batch_size):
-            xb = Xt[perm[i:i + batch_size]]
+            xb = _batch(Xt, perm[i:i + batch_size])
             with autocast(device):
                 loss = loss_fn(net, xb)
             opt.zero_grad(set_to_none=True)
@@ -147,7 +184,7 @@ def fit(
             total += loss.detach() * len(xb)  # stays on the device: no sync per step
         total, seen = _sum_across(float(total), float(len(perm)), device=device)
         train_loss = total / max(seen, 1)
-        val_loss = evaluate(model, loss_fn, Xv, max(batch_size, 256)) if len(Xv) else train_loss
+        val_loss = evaluate(model, loss_fn, Xv, max(batch_size, 256), device) if len(Xv) else train_loss
         sched.step(val_loss)
         if val_loss < best_val - 1e-7:
             best_val, since_best = val_loss, 0

@@ -2,7 +2,10 @@
 every series on a regular time grid with short gaps filled.
 
 Output (the series table): `series_id` (string), `timestamp` (UTC timestamp or int64
-step), one float64 column per channel, optional `label`; sorted by series then time.
+step), one float64 column per channel, optional `label`; grouped by series, each in time order.
+
+A long Parquet file whose series are contiguous is streamed (a batch of whole series at a time);
+other inputs are read whole.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from tasks.common import STAGE_TASK, block_options, logger, open_store
 from tsatlas.config import IngestConfig
 from tsatlas.errors import InputError, StorageError
 from tsatlas.storage import code_version, digest, fs_options
-from tsatlas.tables import with_meta
+from tsatlas.tables import whole_groups, with_meta
 
 
 # The bundled real dataset: hourly weather at three US sites (see data/README.md).
@@ -133,7 +136,7 @@ def _numeric(df: pd.DataFrame, col: str, source: str, header_offset: int) -> np.
     return num.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _time(df: pd.DataFrame, col: str, source: str) -> pd.Series:
+def _time(df: pd.DataFrame, col: str, source: str, row0: int = 2) -> pd.Series:
     s = df[col]
     if pd.api.types.is_integer_dtype(s) or pd.api.types.is_float_dtype(s):
         if s.isna().any() or not np.all(np.mod(s.to_numpy(), 1) == 0):
@@ -143,18 +146,20 @@ def _time(df: pd.DataFrame, col: str, source: str) -> pd.Series:
     aware = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).to_numpy()
     if aware.any() and not aware.all():
         i = int(np.flatnonzero(aware != aware[0])[0])
-        raise InputError(f"{source}: column {col!r}, row {i + 2}: {s.iloc[i]!r} mixes time zones: it has "
-                         f"{'no' if aware[0] else 'a'} UTC offset, row 2 has {'one' if aware[0] else 'none'}")
+        raise InputError(f"{source}: column {col!r}, row {i + row0}: {s.iloc[i]!r} mixes time zones: it has "
+                         f"{'no' if aware[0] else 'a'} UTC offset, row {row0} has {'one' if aware[0] else 'none'}")
     try:
         return pd.to_datetime(s, utc=True, format="ISO8601")
     except (ValueError, TypeError):
         parsed = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
         i = int(np.flatnonzero(parsed.isna().to_numpy())[0])
-        raise InputError(f"{source}: column {col!r}, row {i + 2}: {s.iloc[i]!r} is not a timestamp") from None
+        raise InputError(f"{source}: column {col!r}, row {i + row0}: {s.iloc[i]!r} is not a timestamp") from None
 
 
-def to_long(df: pd.DataFrame, cfg: IngestConfig, source: str) -> tuple[pd.DataFrame, list[str], bool]:
+def to_long(df: pd.DataFrame, cfg: IngestConfig, source: str, row0: int = 2) -> tuple[pd.DataFrame, list[str], bool]:
     """Any accepted layout -> columns series_id, timestamp, channels..., [label].
+
+    `row0` is the file row of df's first row, for messages (2 after a CSV header).
 
     Returns:
         (frame, channel names, whether a label column came in)
@@ -171,10 +176,10 @@ def to_long(df: pd.DataFrame, cfg: IngestConfig, source: str) -> tuple[pd.DataFr
         raise InputError(f"{source}: channel column {missing[0]!r} not found (columns: {', '.join(df.columns[:12])})")
     if not channels:
         raise InputError(f"{source}: no numeric channel column (columns: {', '.join(df.columns)})")
-    values = {c: _numeric(df, c, source, 2) for c in channels}
+    values = {c: _numeric(df, c, source, row0) for c in channels}
 
     if cfg.time_column in df.columns:
-        t = _time(df, cfg.time_column, source)
+        t = _time(df, cfg.time_column, source, row0)
     else:
         t = None
 
@@ -223,10 +228,12 @@ def gap_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return col, start, end - start
 
 
-def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, source: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, source: str,
+               step: int | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Sort, check duplicates, place every series on a regular grid and fill gaps up to `max_gap` steps.
 
-    The loop runs over series (few), never over rows.
+    The loop runs over series (few), never over rows. `step` (ns or integer steps) fixes the
+    grid; default: ingest.freq, else the median step of `long`.
     """
     long = long.sort_values(["series_id", "timestamp"], kind="stable", ignore_index=True)
     dup = long.duplicated(["series_id", "timestamp"]).to_numpy()
@@ -241,7 +248,9 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
     sid = long["series_id"].to_numpy()
     bounds = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1], True])
 
-    if cfg.freq is not None:
+    if step is not None:
+        pass
+    elif cfg.freq is not None:
         step = int(pd.Timedelta(cfg.freq).value) if is_time else int(cfg.freq)
     else:
         diffs = np.diff(t)
@@ -291,7 +300,7 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
     if labels:
         out["label"] = np.concatenate(labels).astype(str)
     info = {"series": len(parts_id), "rows": len(out), "channels": channels, "gaps_filled": filled,
-            "step": str(pd.Timedelta(step)) if is_time else step}
+            "step": str(pd.Timedelta(step)) if is_time else step, "step_value": step}
     return out, info
 
 
@@ -329,6 +338,96 @@ def ingest_table(uri: str, cfg: IngestConfig, storage_options: dict[str, Any] | 
     return Ingested(frame, channels, info)
 
 
+STREAM_ROWS = 1 << 20  # input rows per batch when a long Parquet file is streamed
+
+
+class _NotGrouped(Exception):
+    """A long Parquet file whose series are not contiguous: it cannot be streamed."""
+
+
+def _row_groups(pf: pq.ParquetFile, cfg: IngestConfig) -> list[int]:
+    """Row groups that may hold rows in [ingest.start, ingest.end), judged by their time statistics."""
+    groups = list(range(pf.num_row_groups))
+    filters = _time_filters(pf.schema_arrow, cfg)
+    if not filters:
+        return groups
+    col = pf.schema_arrow.get_field_index(cfg.time_column)
+    keep = []
+    for g in groups:
+        st = pf.metadata.row_group(g).column(col).statistics
+        if st is None or not st.has_min_max:
+            keep.append(g)
+            continue
+        if all((st.max >= v) if op == ">=" else (st.min < v) for _, op, v in filters):
+            keep.append(g)
+    return keep
+
+
+def stream_parquet(uri: str, cfg: IngestConfig, opts: dict[str, Any] | None, out_path: str) -> tuple[list[str], dict[str, Any]] | None:
+    """Ingest a long-layout Parquet file batch by batch into `out_path`: each batch of whole
+    series is validated, clipped and regularised as the in-memory path does and appended as a
+    row group, so memory follows the batch, not the file.
+
+    Returns:
+        (channels, info), or None when the file cannot be streamed (not Parquet, not long, or its
+        series are not contiguous), in which case nothing was written.
+    """
+    if not uri.lower().endswith((".parquet", ".pq")):
+        return None
+    try:
+        return _stream(uri, cfg, opts, out_path)
+    except pa.ArrowInvalid as e:
+        raise InputError(f"{uri}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+
+
+def _stream(uri: str, cfg: IngestConfig, opts: dict[str, Any] | None, out_path: str) -> tuple[list[str], dict[str, Any]] | None:
+    with fsspec.open(uri, "rb", **fs_options(uri, opts)) as f:
+        pf = pq.ParquetFile(f)
+        names = pf.schema_arrow.names
+        if cfg.layout not in ("auto", "long") or cfg.id_column not in names:
+            return None
+        writer: pq.ParquetWriter | None = None
+        info: dict[str, Any] = {"series": 0, "rows": 0, "gaps_filled": 0, "rows_in": 0}
+        seen: set[str] = set()
+        step, channels, has_label, row0 = None, [], False, 2
+        try:
+            batches = pf.iter_batches(batch_size=STREAM_ROWS, row_groups=_row_groups(pf, cfg))
+            for t in whole_groups(batches, cfg.id_column):
+                df = t.to_pandas()
+                df.columns = [str(c) for c in df.columns]
+                long, channels, has_label = to_long(df, cfg, uri, row0)
+                row0 += len(df)
+                long = clip_range(long, cfg)
+                info["rows_in"] += len(long)
+                if long.empty:
+                    continue
+                ids = set(pd.unique(long["series_id"]))
+                if ids & seen:
+                    raise _NotGrouped
+                seen |= ids
+                frame, part = regularise(long, channels, cfg, uri, step)
+                step = part["step_value"]
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                if writer is None:
+                    schema = with_meta(table, channels=",".join(channels)).schema
+                    writer = pq.ParquetWriter(out_path, schema, compression="zstd")
+                writer.write_table(table.cast(schema))
+                info.update(series=info["series"] + part["series"], rows=info["rows"] + part["rows"],
+                            gaps_filled=info["gaps_filled"] + part["gaps_filled"], step=part["step"])
+        except _NotGrouped:
+            if writer is not None:
+                writer.close()
+            logger().info("ingest: %s: series are not contiguous, reading the whole file instead of streaming", uri)
+            return None
+    if writer is None:
+        if info["rows_in"] == 0:
+            raise InputError(f"{uri}: no data rows")
+        raise InputError(f"{uri}: no rows in the range start={cfg.start} end={cfg.end}")
+    writer.close()
+    info.update(channels=channels, has_label=has_label, step_value=step)
+    return channels, info
+
+
 @task(name="ingest", **STAGE_TASK)
 def ingest_task(data: str, root: str, cfg: IngestConfig, credentials: str | None = None) -> dict[str, Any]:
     """Ingest `data` into the store; skipped when the same file and config were ingested before."""
@@ -338,10 +437,17 @@ def ingest_task(data: str, root: str, cfg: IngestConfig, credentials: str | None
     if (ref := store.stage_done("ingest", key)) is not None:
         logger().info("ingest: unchanged input, reusing %s", ref["uri"])
         return ref
-    out = ingest_table(data, cfg, opts)
-    table = pa.Table.from_pandas(out.frame, preserve_index=False)
-    table = with_meta(table, channels=",".join(out.channels))
-    logger().info("ingest: %d rows in, %d series, %d gaps filled", out.info["rows_in"], out.info["series"], out.info["gaps_filled"])
     with store.stage("ingest", key) as w:
-        w.put_table("series.parquet", table)
-        return w.finish("series.parquet", len(out.frame), info=out.info)
+        with w.local_file("series.parquet") as tmp:
+            streamed = stream_parquet(data, cfg, opts, tmp)
+            if streamed is None:  # CSV, wide or single layouts, or series not contiguous: in memory
+                out = ingest_table(data, cfg, opts)
+                pq.write_table(with_meta(pa.Table.from_pandas(out.frame, preserve_index=False),
+                                         channels=",".join(out.channels)), tmp, compression="zstd")
+                info = out.info
+            else:
+                info = streamed[1]
+        info.pop("step_value", None)
+        logger().info("ingest: %d rows in, %d series, %d gaps filled%s", info["rows_in"], info["series"],
+                      info["gaps_filled"], " (streamed)" if streamed else "")
+        return w.finish("series.parquet", info["rows"], info=info)

@@ -8,13 +8,11 @@ back into original units, plus `label` when the input had one.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from prefect import task
 
@@ -22,7 +20,7 @@ from tasks.common import STAGE_TASK, logger, open_store
 from tsatlas.config import WindowsConfig
 from tsatlas.errors import InputError
 from tsatlas.storage import Store, cache_dir, code_version, digest
-from tsatlas.tables import fixed_list, from_fixed_list, meta, with_meta
+from tsatlas.tables import fixed_list, from_fixed_list, meta, whole_groups, with_meta
 
 
 @dataclass
@@ -237,26 +235,6 @@ def windows_array(path: str, sha256: str, shape: tuple[int, int]) -> np.ndarray:
     return np.load(cached, mmap_mode="r")
 
 
-def series_batches(path: str, columns: list[str], batch_rows: int) -> Iterator[pa.Table]:
-    """Row batches of the ingest table (grouped by series) cut at series boundaries: each
-    yielded table holds whole series only; a series longer than a batch is carried over
-    until it ends, so it must fit in memory by itself."""
-    carry: pa.Table | None = None
-    for rb in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
-        t = pa.Table.from_batches([rb]) if carry is None else pa.concat_tables([carry, pa.Table.from_batches([rb])])
-        sid = t.column("series_id")
-        last = t.num_rows - 1
-        # start row of the last series in this batch: everything before it is complete
-        change = pc.not_equal(sid.slice(1), sid.slice(0, last)) if last > 0 else pa.array([], pa.bool_())
-        starts = np.flatnonzero(change.to_numpy(zero_copy_only=False)) + 1
-        cut_at = int(starts[-1]) if len(starts) else 0
-        if cut_at:
-            yield t.slice(0, cut_at)
-        carry = t.slice(cut_at)
-    if carry is not None and carry.num_rows:
-        yield carry
-
-
 def _values(t: pa.Table, channels: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """-> (values (N, C) float64, bounds (S+1,), series ids (S,)) of a batch of whole series."""
     values = np.column_stack([t.column(c).to_numpy() for c in channels]).astype(np.float64, copy=False)
@@ -303,7 +281,8 @@ def windows_task(ingested: dict[str, Any], root: str, cfg: WindowsConfig,
     with store.stage("windows", key) as sw:
         with sw.local_file("windows.parquet") as tmp:
             writer: pq.ParquetWriter | None = None
-            for t in series_batches(src, columns, BATCH_ROWS):
+            batches = pq.ParquetFile(src).iter_batches(batch_size=BATCH_ROWS, columns=columns)
+            for t in whole_groups(batches, "series_id"):
                 values, bounds, ids = _values(t, channels)
                 longest = max(longest, int(np.diff(bounds).max()))
                 if np.diff(bounds).max() < cfg.length:  # no window in this batch

@@ -100,13 +100,15 @@ def test_flow_on_s3_skips_when_unchanged_and_leaks_no_secret(prefect_harness, s3
     assert artifacts and not [a for a in artifacts if SECRET in json.dumps(a.data, default=str)]
 
 
-def test_corrupt_artifact_on_s3_is_named(prefect_harness, s3, moto_server):
+def test_corrupt_artifact_on_s3_is_named(prefect_harness, s3, moto_server, tmp_path, monkeypatch):
     data = _upload(s3, moto_server.url)
     root = f"s3://{s3}/atlas"
     m = _run(data, root)
     win = m["stages"]["windows"]
     key = f"atlas/{win['prefix']}/windows.parquet"
     boto3.client("s3", endpoint_url=moto_server.url).put_object(Bucket=s3, Key=key, Body=b"not parquet")
+    # another machine: no verified local copy of the windows in its cache, so it reads the store
+    monkeypatch.setenv("TSATLAS_CACHE", str(tmp_path / "fresh-cache"))
     with pytest.raises(StorageError, match=r"windows\.parquet: checksum mismatch"):
         _run(data, root, ["train.epochs=2"])  # train must read the (now corrupt) windows
 
@@ -175,7 +177,8 @@ def test_outage_mid_run_is_retried_and_the_run_completes(prefect_harness, s3, mo
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
     _verify(Store(f"s3://{s3}/atlas"), m)
     assert m["metrics"]["train"]["epochs"] == 3
-    assert failures and "store unreachable" in failures[0]  # the train task failed and was retried
+    # the train task failed on the cut connection (which S3 call hits it first is a race) and was retried
+    assert failures and ("store unreachable" in failures[0] or "read failed" in failures[0])
 
 
 def test_outage_past_retries_fails_cleanly(prefect_harness, s3, moto_server, monkeypatch):

@@ -6,8 +6,11 @@ reading it back is a zero-copy view of the Arrow buffer followed by a reshape.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 def fixed_list(arr: np.ndarray) -> pa.FixedSizeListArray:
@@ -35,3 +38,22 @@ def with_meta(table: pa.Table, **meta: str | int) -> pa.Table:
 
 def meta(table: pa.Table, key: str) -> str:
     return (table.schema.metadata or {})[f"tsatlas.{key}".encode()].decode()
+
+
+def whole_groups(batches: Iterable[pa.RecordBatch], key: str) -> Iterator[pa.Table]:
+    """Re-cut a stream of record batches of a table grouped by `key` so that every yielded table
+    holds whole groups: the rows of the last group of a batch are carried over to the next one.
+    A group longer than a batch is carried until it ends, so it must fit in memory by itself."""
+    carry: pa.Table | None = None
+    for rb in batches:
+        t = pa.Table.from_batches([rb]) if carry is None else pa.concat_tables([carry, pa.Table.from_batches([rb])])
+        k = t.column(key)
+        last = t.num_rows - 1
+        change = pc.not_equal(k.slice(1), k.slice(0, last)) if last > 0 else pa.array([], pa.bool_())
+        starts = np.flatnonzero(change.to_numpy(zero_copy_only=False)) + 1
+        cut_at = int(starts[-1]) if len(starts) else 0  # where the last group of this batch begins
+        if cut_at:
+            yield t.slice(0, cut_at)
+        carry = t.slice(cut_at)
+    if carry is not None and carry.num_rows:
+        yield carry

@@ -19,6 +19,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from prefect import task
 
@@ -393,6 +394,12 @@ def _stream(uri: str, cfg: IngestConfig, opts: dict[str, Any] | None, out_path: 
         try:
             batches = pf.iter_batches(batch_size=STREAM_ROWS, row_groups=_row_groups(pf, cfg))
             for t in whole_groups(batches, cfg.id_column):
+                k = t.column(cfg.id_column)
+                runs = 1 + (pc.sum(pc.not_equal(k.slice(1), k.slice(0, len(k) - 1))).as_py() or 0)
+                ids = {str(v) for v in pc.unique(k).to_pylist()}
+                if runs != len(ids) or ids & seen:  # a series in two places: cannot be cut into batches
+                    raise _NotGrouped
+                seen |= ids
                 df = t.to_pandas()
                 df.columns = [str(c) for c in df.columns]
                 long, channels, has_label = to_long(df, cfg, uri, row0)
@@ -401,10 +408,6 @@ def _stream(uri: str, cfg: IngestConfig, opts: dict[str, Any] | None, out_path: 
                 info["rows_in"] += len(long)
                 if long.empty:
                     continue
-                ids = set(pd.unique(long["series_id"]))
-                if ids & seen:
-                    raise _NotGrouped
-                seen |= ids
                 frame, part = regularise(long, channels, cfg, uri, step)
                 step = part["step_value"]
                 table = pa.Table.from_pandas(frame, preserve_index=False)

@@ -106,3 +106,46 @@ def test_gap_runs_against_a_loop():
             else:
                 r += 1
     assert list(zip(col.tolist(), start.tolist(), length.tolist())) == expected
+
+
+def _streamed(path, cfg, tmp_path, monkeypatch, rows=29):
+    import pyarrow.parquet as pq
+
+    import tasks.ingest as ti
+    monkeypatch.setattr(ti, "STREAM_ROWS", rows)  # batches end inside series
+    out = str(tmp_path / "out.parquet")
+    res = ti.stream_parquet(path, cfg, None, out)
+    return res, (pq.read_table(out).to_pandas() if res else None)
+
+
+def test_streamed_parquet_equals_reading_it_whole(tmp_path, monkeypatch):
+    df = make_long(n_series=4, steps=70)
+    df = df.drop(index=[5, 6, 150]).reset_index(drop=True)  # gaps to fill, one of them across a batch edge
+    df = df.sample(frac=1, random_state=1).sort_values("series_id", kind="stable")  # contiguous, time shuffled
+    path = _write(df, tmp_path / "d.parquet")
+    cfg = IngestConfig()
+    (channels, info), streamed = _streamed(path, cfg, tmp_path, monkeypatch)
+    whole = ingest_table(path, cfg)
+    assert channels == whole.channels and info["gaps_filled"] == whole.info["gaps_filled"] == 6
+    assert info["rows_in"] == whole.info["rows_in"] and info["series"] == 4
+    pd.testing.assert_frame_equal(streamed, whole.frame, check_dtype=False)
+
+
+def test_streaming_skips_row_groups_outside_the_range_and_names_rows_of_later_batches(tmp_path, monkeypatch):
+    df = make_long(n_series=2, steps=96)
+    path = tmp_path / "d.parquet"
+    df.to_parquet(path, index=False, row_group_size=24)
+    (_, info), out = _streamed(str(path), IngestConfig(start="2024-01-02", end="2024-01-03"), tmp_path, monkeypatch)
+    assert info["rows_in"] == 48 and out["timestamp"].min() == pd.Timestamp("2024-01-02", tz="UTC")
+
+    df["ch0"] = df["ch0"].astype(str)
+    df.loc[150, "ch0"] = "oops"  # in the sixth batch of 29 rows
+    bad = _write(df, tmp_path / "bad.parquet")
+    with pytest.raises(InputError, match=r"column 'ch0', row 152: value 'oops'"):
+        _streamed(bad, IngestConfig(), tmp_path, monkeypatch)
+
+
+def test_series_not_contiguous_fall_back_to_reading_whole(tmp_path, monkeypatch):
+    df = make_long(n_series=3, steps=40).sample(frac=1, random_state=0)
+    res, _ = _streamed(_write(df, tmp_path / "d.parquet"), IngestConfig(), tmp_path, monkeypatch)
+    assert res is None

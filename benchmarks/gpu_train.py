@@ -89,6 +89,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--cpu-windows", type=int, default=20_000)
     p.add_argument("--batches", default="256,1024,4096")
+    p.add_argument("--results", action="store_true", help="also append the table to benchmarks/RESULTS.md")
     args = p.parse_args()
     out_dir = os.environ.get("OUT", ".")
     gpu = torch.cuda.is_available()
@@ -120,17 +121,26 @@ def main() -> None:
         record("tsatlas", ours, X=X, device=cuda, batch=1024, epochs=args.epochs, cell="lstm")
     cpu = torch.device("cpu")
     Xc = X[: args.cpu_windows]
-    record("tsatlas", ours, X=Xc, device=cpu, batch=256, epochs=3, cell="gru")
-    record("bare-fp32", bare, X=Xc, device=cpu, batch=256, epochs=3, cell="gru", bf16=False)
+    record("tsatlas", ours, X=Xc, device=cpu, batch=256, epochs=args.epochs, cell="gru")
+    record("bare-fp32", bare, X=Xc, device=cpu, batch=256, epochs=args.epochs, cell="gru", bf16=False)
     with open(os.path.join(out_dir, "gpu_train.json"), "w") as f:
         json.dump({"info": info, "rows": rows}, f, indent=2)
     print(json.dumps(info))
-    print("| case | device | cell | batch | train windows/s | embed windows/s |")
-    print("|---|---|---|---|---|---|")
+    lines = ["| case | device | cell | batch | train windows/s | embed windows/s |", "|---|---|---|---|---|---|"]
     for r in rows:
-        print(f"| {r['case']} | {r['device']} | {r['cell']} | {r['batch']} | "
-              f"{r.get('train_windows_per_s', float('nan')):,.0f} | {r.get('embed_windows_per_s', float('nan')):,.0f} |"
-              + (f" {r['error'][:80]}" if "error" in r else ""))
+        lines.append(f"| {r['case']} | {r['device']} | {r['cell']} | {r['batch']} | "
+                     f"{r.get('train_windows_per_s', float('nan')):,.0f} | {r.get('embed_windows_per_s', float('nan')):,.0f} |"
+                     + (f" {r['error'][:80]}" if "error" in r else ""))
+    print("\n".join(lines))
+    if args.results:
+        from benchmarks.common import append_results
+        ratio = {r["device"]: r["train_windows_per_s"] for r in rows if r["case"] == "tsatlas" and r["batch"] == 256}
+        bare_cpu = next((r["train_windows_per_s"] for r in rows if r["case"] == "bare-fp32" and r["device"] == "cpu"), None)
+        note = (f"CPU: train stage {ratio['cpu'] / bare_cpu:.2f}x the bare loop (median of epochs 2..{args.epochs}). "
+                if bare_cpu and "cpu" in ratio else "")
+        append_results("Train and embed throughput vs a bare torch loop (benchmarks/gpu_train.py)",
+                       f"{args.cpu_windows:,} windows x {args.length} x {args.channels} on the CPU, GRU 64/16. {note}\n\n"
+                       + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

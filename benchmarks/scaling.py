@@ -132,17 +132,25 @@ def run_size(n: int, runs: int) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| windows | input rows | array MB | stage | median s | us / window | peak MB above imports | x array |",
-             "|---|---|---|---|---|---|---|---|"]
+    """Per size and stage: median time, time per window, peak memory, and memory against the
+    windows array, both in total and as the growth from the previous size (which strips the
+    fixed cost of the libraries' buffers and thread pools)."""
+    lines = ["| windows | input rows | array MB | stage | median s | us / window | peak MB above imports | "
+             "x array | growth from previous size, x array growth |", "|---|---|---|---|---|---|---|---|---|"]
+    prev: dict[str, float] = {}
+    prev_array = None
     for res in results:
         n = res["n"]
         for stage, rows in res["stages"].items():
             s = statistics.median(r["seconds"] for r in rows)
             m = statistics.median(r["peak_mb"] - r["base_mb"] for r in rows)
+            growth = f"{(m - prev[stage]) / (res['array_mb'] - prev_array):.2f}" if stage in prev else "-"
             lines.append(f"| {n:,} | {res['input_rows']:,} | {res['array_mb']:.0f} | {stage} | {s:.2f} | "
-                         f"{1e6 * s / n:.1f} | {m:.0f} | {m / res['array_mb']:.1f} |")
+                         f"{1e6 * s / n:.1f} | {m:.0f} | {m / res['array_mb']:.1f} | {growth} |")
+            prev[stage] = m
+        prev_array = res["array_mb"]
         lines.append(f"| {n:,} | | | *numpy copy of the array (baseline)* | {res['copy_s']:.3f} | "
-                     f"{1e6 * res['copy_s'] / n:.2f} | | |")
+                     f"{1e6 * res['copy_s'] / n:.2f} | | | |")
     return "\n".join(lines)
 
 
@@ -156,7 +164,11 @@ def main() -> None:
     ap.add_argument("--data")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "scaling.json"))
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--table-only", action="store_true", help="print the table of the results already in --out")
     a = ap.parse_args()
+    if a.table_only:
+        print(table(json.load(open(a.out))))
+        return
     if a.child:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         child(a.child, a.root, a.data)

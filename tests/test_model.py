@@ -154,3 +154,11 @@ def test_idec_resumes_inside_the_joint_phase_to_the_same_weights():
     resumed = RNNAutoencoder(**kw).fit(X, resume=ckpt)
     assert [h["val_loss"] for h in resumed.history_] == [h["val_loss"] for h in full.history_]
     np.testing.assert_array_equal(resumed.transform(X), full.transform(X))
+
+
+def test_min_batches_makes_an_epoch_of_a_small_set_several_passes():
+    X = _data(n=20)  # 16 training windows: one batch of 16 per pass
+    steps = []
+    RNNAutoencoder(hidden=8, latent=2, epochs=2, batch_size=16, min_batches=5, patience=10).fit(
+        X, on_epoch=lambda s: steps.append(int(s["optimizer"]["state"][0]["step"])))
+    assert steps == [5, 10]

@@ -63,7 +63,7 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
                  bidirectional: bool = False, dropout: float = 0.0, teacher_forcing: float = 0.0,
                  objective: str = "reconstruction", cluster_weight: float = 0.1, cluster_epochs: int = 20,
                  n_clusters: int | str = "auto", k_min: int = 2, k_max: int = 8,
-                 epochs: int = 100, batch_size: int = 64,
+                 epochs: int = 100, batch_size: int = 64, min_batches: int = 1,
                  lr: float = 3e-3, weight_decay: float = 1e-4, patience: int = 8, val_fraction: float = 0.2,
                  clip_norm: float = 1.0, device: str = "auto", random_state: int = 0):
         self.cell = cell
@@ -81,6 +81,7 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
         self.k_max = k_max
         self.epochs = epochs
         self.batch_size = batch_size
+        self.min_batches = min_batches
         self.lr = lr
         self.weight_decay = weight_decay
         self.patience = patience
@@ -122,7 +123,7 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
             self.device_ = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         tr, va = self.split(len(X))
         Xt, Xv = Rows(X, tr), Rows(X, va)
-        common = dict(batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, patience=self.patience,
+        common = dict(batch_size=self.batch_size, min_batches=self.min_batches, lr=self.lr, weight_decay=self.weight_decay, patience=self.patience,
                       clip_norm=self.clip_norm, seed=self.random_state, device=self.device_)
 
         def tagged(phase: int, **extra: Any) -> Callable[[dict[str, Any]], None] | None:

@@ -67,7 +67,11 @@ class TrainConfig(_Section):
     cluster_weight: float = Field(0.1, gt=0.0, le=100.0, description="idec: weight of the clustering loss.")
     cluster_epochs: int = Field(20, ge=1, le=10_000, description="idec: epochs of the joint phase (early stopping applies).")
     epochs: int = Field(100, ge=1, le=10_000, description="Upper bound on epochs; early stopping usually ends sooner.")
-    batch_size: int = Field(64, ge=1, le=65_536, description="Windows per optimisation step.")
+    batch_size: int = Field(64, ge=1, le=65_536, description="Windows per optimisation step (per process).")
+    min_batches: int = Field(
+        1, ge=1, le=100_000,
+        description="Fewest optimisation steps in an epoch: a small set is passed over several times per epoch, "
+        "so that patience counts real progress.")
     lr: float = Field(3e-3, gt=0.0, le=1.0, description="AdamW learning rate.")
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="AdamW weight decay.")
     patience: int = Field(8, ge=1, le=1000, description="Epochs without validation improvement before stopping.")

@@ -120,6 +120,7 @@ def fit(
     weight_decay: float = 0.0,
     patience: int = 5,
     clip_norm: float = 1.0,
+    min_batches: int = 1,
     seed: int = 0,
     device: torch.device | None = None,
     resume: dict[str, Any] | None = None,
@@ -135,6 +136,7 @@ def fit(
     Args:
         loss_fn: (model, batch) -> scalar loss.
         X_train, X_val: Rows of a numpy array (or tensors); on CUDA moved to the card once.
+        min_batches: the fewest optimisation steps (per process) that make an epoch.
         resume: a checkpoint dict that `on_epoch` received earlier; training continues after its epoch.
         on_epoch: called after every epoch with a checkpoint dict (tensors and plain values only,
             so it can be saved and loaded with torch.load(weights_only=True)).
@@ -169,7 +171,10 @@ def fit(
             break
         t0 = time.perf_counter()
         net.train()
-        perm = torch.randperm(len(Xt), generator=gen)
+        # an epoch is at least min_batches batches: a small set is passed over several times,
+        # so that patience (in epochs) counts real progress rather than one or two steps
+        passes = max(1, -(-min_batches * batch_size * size // max(len(Xt), 1)))
+        perm = torch.cat([torch.randperm(len(Xt), generator=gen) for _ in range(passes)])
         perm = perm.to(device) if isinstance(Xt, torch.Tensor) else perm
         perm = perm[: len(perm) // size * size][rank::size]  # same number of steps in every process
         total = 0.0

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from prefect import task
 
@@ -207,30 +208,29 @@ def load_windows(store: Store, ref: dict[str, Any]) -> tuple[Windows, list[str],
     table = pf.read(columns=[c for c in pf.schema_arrow.names if c != "values"])
     T, channels = int(meta(table, "length")), meta(table, "channels").split(",")
     C = len(channels)
-    sid = table.column("series_id").to_numpy(zero_copy_only=False).astype(str)
-    series_ids, series = np.unique(sid, return_inverse=True)
+    # series index per window from Arrow's dictionary encoding: no Python string per window
+    codes = pc.dictionary_encode(table.column("series_id")).combine_chunks()
     w = Windows(X=windows_array(path, ref["files"]["windows.parquet"], (T, C)),
                 loc=from_fixed_list(table.column("loc"), (C,)), scale=from_fixed_list(table.column("scale"), (C,)),
-                series=series, start=np.zeros(len(sid), np.int64), series_ids=series_ids)
+                series=codes.indices.to_numpy().astype(np.int64), start=np.zeros(len(table), np.int64),
+                series_ids=np.asarray(codes.dictionary.to_pylist(), dtype=str))
     return w, channels, table.drop_columns(["loc", "scale"])
 
 
 def windows_array(path: str, sha256: str, shape: tuple[int, int]) -> np.ndarray:
     """The `values` column of a windows.parquet as a read-only (n, T, C) float32 memory map.
-    Built once per file (named by its checksum, in cache_dir()) one row group at a time, so
-    neither building nor reading it needs the whole array in memory."""
+    Built once per file (named by its checksum, in cache_dir()) by appending one row group at a
+    time to a .npy file, so neither building nor reading it needs the whole array in memory."""
     cached = os.path.join(cache_dir(), f"{sha256}.values.npy")
     if not os.path.exists(cached):
         pf = pq.ParquetFile(path)
         tmp = f"{cached}.{os.getpid()}.part"
-        X = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(pf.metadata.num_rows, *shape))
-        i = 0
-        for g in range(pf.num_row_groups):
-            v = from_fixed_list(pf.read_row_group(g, columns=["values"]).column("values"), shape)
-            X[i:i + len(v)] = v
-            i += len(v)
-        X.flush()
-        del X
+        with open(tmp, "wb") as f:
+            header = {"descr": "<f4", "fortran_order": False, "shape": (pf.metadata.num_rows, *shape)}
+            np.lib.format.write_array_header_2_0(f, header)
+            for g in range(pf.num_row_groups):
+                f.write(from_fixed_list(pf.read_row_group(g, columns=["values"]).column("values"), shape)
+                        .astype("<f4", copy=False).tobytes())
         os.replace(tmp, cached)
     return np.load(cached, mmap_mode="r")
 

@@ -81,6 +81,21 @@ def bare(X, device, batch, epochs, cell, bf16):
     return {"train_windows_per_s": n_train / statistics.median(secs[1:])}
 
 
+LOSS_TOLERANCE = 0.10  # relative: bf16 autocast and cuDNN kernels must not cost more than this
+
+
+def loss_check(X, epochs):
+    """The default train config on the CPU and on CUDA, same data, seed and epochs (no early
+    stop): the CUDA run's best validation loss must be within LOSS_TOLERANCE of the CPU's."""
+    out = {}
+    for dev in ("cpu", "cuda"):
+        ae = RNNAutoencoder(epochs=epochs, patience=epochs + 1, device=dev).fit(X)
+        out[dev] = min(h["val_loss"] for h in ae.history_)
+    rel = abs(out["cuda"] - out["cpu"]) / out["cpu"]
+    return {"cpu_val_loss": out["cpu"], "cuda_val_loss": out["cuda"], "relative_gap": rel,
+            "within_tolerance": rel <= LOSS_TOLERANCE}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--windows", type=int, default=100_000)
@@ -119,6 +134,7 @@ def main() -> None:
             record("bare-fp32", bare, X=X, device=cuda, batch=b, epochs=args.epochs, cell="gru", bf16=False)
             record("bare-bf16", bare, X=X, device=cuda, batch=b, epochs=args.epochs, cell="gru", bf16=True)
         record("tsatlas", ours, X=X, device=cuda, batch=1024, epochs=args.epochs, cell="lstm")
+        record("loss-check", lambda **kw: loss_check(X[:4000], 10), device=cuda, batch=64, cell="gru")
     cpu = torch.device("cpu")
     Xc = X[: args.cpu_windows]
     record("tsatlas", ours, X=Xc, device=cpu, batch=256, epochs=args.epochs, cell="gru")

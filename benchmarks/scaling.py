@@ -8,7 +8,7 @@ written as a long Parquet table; n windows = n/1000 series. Each stage runs as i
 function (`task.fn`) in a fresh child process, so its peak memory is its own: the child's peak
 RSS minus its RSS after imports. Memory is reported against the float32 windows array
 (n x 64 x 4 bytes); the baseline measured in the same run is one numpy copy of that array.
-Training is one epoch of a small GRU (hidden 32, latent 8, batch 1024): time per epoch is what
+Training is one epoch of a small GRU (hidden 32, latent 8, batch 256): time per epoch is what
 scales with n; the epoch count is a property of the data.
 """
 
@@ -96,7 +96,7 @@ def child(stage: str, root: str, data: str) -> None:
 
     refs_path = os.path.join(root, "refs.json")
     refs = json.load(open(refs_path)) if os.path.exists(refs_path) else {}
-    train = TrainConfig(hidden=32, latent=8, epochs=1, batch_size=1024, device="cpu")
+    train = TrainConfig(hidden=32, latent=8, epochs=1, batch_size=256, device="cpu")
     base, anon_base = rss_mb(), rss_mb("RssAnon")
     anon = AnonPeak()
     t0 = time.perf_counter()
@@ -207,7 +207,7 @@ def main() -> None:
         json.dump(results, open(a.out, "w"), indent=1)
         from benchmarks.common import append_results
         append_results("Scaling curve (benchmarks/scaling.py)",
-                       f"Length {LENGTH}, stride {STRIDE}, one channel; train = one epoch of GRU 32/8, batch 1024, "
+                       f"Length {LENGTH}, stride {STRIDE}, one channel; train = one epoch of GRU 32/8, batch 256, "
                        f"on the CPU; cluster k=8 (MiniBatchKMeans above 50k windows); generate 100 latent samples, "
                        f"no evaluation. Each stage in a fresh process; memory = peak RSS (VmHWM) minus RSS after "
                        f"imports; anonymous = the same for RssAnon sampled every 10 ms, i.e. without the clean file "

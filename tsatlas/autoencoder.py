@@ -188,16 +188,18 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
         return self._batches(X, self.module_.encoder)
 
     def embed(self, X: np.ndarray, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-        """One pass: z (n, latent) and per-window reconstruction MSE (n,)."""
-        zs, errs = [], []
+        """One pass: z (n, latent) and per-window reconstruction MSE (n,), written into arrays
+        allocated once (no list of batches to concatenate)."""
+        zs = np.empty((len(X), self.module_.cfg.latent), np.float32)
+        errs = np.empty(len(X), np.float32)
         with torch.inference_mode():
             for i in range(0, len(X), batch):
                 xb = torch.from_numpy(np.array(X[i:i + batch], dtype=np.float32)).to(self.device_)
                 with autocast(self.device_):
                     recon, z = self.module_(xb)
-                zs.append(z.float().cpu().numpy())
-                errs.append(((recon.float() - xb) ** 2).mean(dim=(1, 2)).cpu().numpy())
-        return np.concatenate(zs), np.concatenate(errs)
+                zs[i:i + len(xb)] = z.float().cpu().numpy()
+                errs[i:i + len(xb)] = ((recon.float() - xb) ** 2).mean(dim=(1, 2)).cpu().numpy()
+        return zs, errs
 
     def reconstruction_error(self, X: np.ndarray) -> np.ndarray:
         return self.embed(X)[1]

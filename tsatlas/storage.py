@@ -304,7 +304,9 @@ class StageWriter:
         return self.files[name]
 
     def put_table(self, name: str, table: pa.Table) -> str:
-        self.files[name] = self.store.put_table(f"{self.prefix}/{name}", table)
+        """Write a table as Parquet straight to a file (no in-memory copy of the encoded bytes)."""
+        with self.local_file(name) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
         return self.files[name]
 
     @contextmanager

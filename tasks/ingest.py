@@ -423,7 +423,7 @@ def _stream(uri: str, cfg: IngestConfig, opts: dict[str, Any] | None, out_path: 
             logger().info("ingest: %s: series are not contiguous, reading the whole file instead of streaming", uri)
             return None
     if writer is None:
-        if info["rows_in"] == 0:
+        if cfg.start is None and cfg.end is None:
             raise InputError(f"{uri}: no data rows")
         raise InputError(f"{uri}: no rows in the range start={cfg.start} end={cfg.end}")
     writer.close()

@@ -61,11 +61,11 @@ def _scores(y: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 
 def _tsatlas_labels(ae, X: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """What the embed and cluster stages do: z per series, standardised, K-means."""
-    from tsatlas.clustering import kmeans
+    """The cluster stage's own function on z (one window per series here)."""
+    from tasks.cluster import cluster_embeddings
+    from tsatlas.config import ClusterConfig
     Z = ae.transform(X)
-    Zs = (Z - Z.mean(0)) / np.where(Z.std(0) > 0, Z.std(0), 1.0)
-    return kmeans(k, seed, len(Z)).fit_predict(Zs)
+    return cluster_embeddings(Z, Z, ClusterConfig(k=k), seed).labels
 
 
 def run_one(method: str, name: str, seed: int, train: dict | None = None) -> list[dict]:

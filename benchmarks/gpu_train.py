@@ -2,7 +2,7 @@
 against a bare hand-written torch loop on the same model and data.
 
 Uses only the core package (torch, numpy, scikit-learn), so it runs on a machine that has
-a GPU build of torch but not the orchestration stack. Writes JSON to $OUT (or ./) and
+a GPU build of torch but not the orchestration stack. Writes JSON to $OUT (or benchmarks/results/) and
 prints a Markdown table.
 
     python benchmarks/gpu_train.py [--windows 100000] [--length 64] [--channels 4]
@@ -106,7 +106,7 @@ def main() -> None:
     p.add_argument("--batches", default="256,1024,4096")
     p.add_argument("--results", action="store_true", help="also append the table to benchmarks/RESULTS.md")
     args = p.parse_args()
-    out_dir = os.environ.get("OUT", ".")
+    out_dir = os.environ.get("OUT", os.path.join(os.path.dirname(__file__), "results"))
     gpu = torch.cuda.is_available()
     info = {"torch": torch.__version__, "python": platform.python_version(), "cpu_threads": torch.get_num_threads(),
             "device": torch.cuda.get_device_name(0) if gpu else "none",

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import gc
 import io
+import json
 import pickle
+import subprocess
 import sys
 import time
 from typing import Any
 
 import pyarrow as pa
 import torch
+import torch.distributed as dist
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
@@ -147,7 +150,6 @@ def train_task(windows: dict[str, Any], root: str, cfg: TrainConfig, seed: int =
 
 def replica_checksums(model: torch.nn.Module) -> list[float]:
     """Every process's sum of its parameters, gathered (collective: all ranks must call it)."""
-    import torch.distributed as dist
     mine = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
     dev = next(model.parameters()).device
     out = [torch.zeros(1, dtype=torch.float64, device=dev) for _ in range(world()[1])]
@@ -159,9 +161,6 @@ def launch_ddp(windows: dict[str, Any], root: str, cfg: TrainConfig, seed: int,
                clusters: ClusterConfig | None, credentials: str | None) -> None:
     """Run `python -m tasks.train_ddp` under torch's own launcher on this machine, one process
     per GPU (NCCL) or CPU processes (gloo); its output goes to this task's log."""
-    import json
-    import subprocess
-
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={cfg.processes}",
             "-m", "tasks.train_ddp", "--root", root, "--windows", json.dumps(windows), "--train", cfg.model_dump_json(),
             "--seed", str(seed)]

@@ -109,6 +109,10 @@ def _standardise_rows(values: np.ndarray, bounds: np.ndarray, loc: np.ndarray, s
     return out
 
 
+def _too_short(series_id: str, steps: int, length: int) -> str:
+    return f"series {series_id!r} has {int(steps)} steps, fewer than windows.length={length}: skipped"
+
+
 def _safe(sd: np.ndarray, loc: np.ndarray) -> np.ndarray:
     return np.where(sd > 1e-8 * np.maximum(np.abs(loc), 1.0), sd, 1.0)  # a constant channel stays unscaled
 
@@ -138,7 +142,7 @@ def make_windows(values: np.ndarray, bounds: np.ndarray, series_ids: np.ndarray,
             f"{source}: every series is shorter than windows.length={cfg.length} "
             f"(longest has {int(lens.max()) if len(lens) else 0} steps)"
         )
-    warnings = [f"series {series_ids[i]!r} has {int(lens[i])} steps, fewer than windows.length={cfg.length}: skipped" for i in short]
+    warnings = [_too_short(series_ids[i], lens[i], cfg.length) for i in short]
     starts, series = window_starts(bounds, cfg.length, cfg.stride)
     n, C = len(starts), values.shape[1]
     if cfg.scale in ("global", "series"):
@@ -182,21 +186,17 @@ def to_table(w: Windows, timestamps: pa.Array | None, bounds: np.ndarray, channe
     return with_meta(pa.table(cols), length=T, channels=",".join(channels), scale=scope)
 
 
-def from_table(table: pa.Table) -> tuple[Windows, list[str]]:
-    """The windows.parquet table -> Windows and channel names."""
-    T = int(meta(table, "length"))
-    channels = meta(table, "channels").split(",")
+def from_table(table: pa.Table, X: np.ndarray | None = None) -> tuple[Windows, list[str]]:
+    """The windows.parquet table -> Windows and channel names; `X` replaces the `values` column
+    (load_windows passes the memory map and reads the table without it)."""
+    T, channels = int(meta(table, "length")), meta(table, "channels").split(",")
     C = len(channels)
-    sid = table.column("series_id").to_numpy(zero_copy_only=False).astype(str)
-    series_ids, series = np.unique(sid, return_inverse=True)
-    w = Windows(
-        X=from_fixed_list(table.column("values"), (T, C)),
-        loc=from_fixed_list(table.column("loc"), (C,)),
-        scale=from_fixed_list(table.column("scale"), (C,)),
-        series=series,
-        start=np.zeros(len(sid), np.int64),
-        series_ids=series_ids,
-    )
+    # series index per window from Arrow's dictionary encoding: no Python string per window
+    codes = pc.dictionary_encode(table.column("series_id")).combine_chunks()
+    w = Windows(X=from_fixed_list(table.column("values"), (T, C)) if X is None else X,
+                loc=from_fixed_list(table.column("loc"), (C,)), scale=from_fixed_list(table.column("scale"), (C,)),
+                series=codes.indices.to_numpy().astype(np.int64), start=np.zeros(len(table), np.int64),
+                series_ids=np.asarray(codes.dictionary.to_pylist(), dtype=str))
     return w, channels
 
 
@@ -206,14 +206,8 @@ def load_windows(store: Store, ref: dict[str, Any]) -> tuple[Windows, list[str],
     path = store.stage_local_copy(ref, "windows.parquet")
     pf = pq.ParquetFile(path)
     table = pf.read(columns=[c for c in pf.schema_arrow.names if c != "values"])
-    T, channels = int(meta(table, "length")), meta(table, "channels").split(",")
-    C = len(channels)
-    # series index per window from Arrow's dictionary encoding: no Python string per window
-    codes = pc.dictionary_encode(table.column("series_id")).combine_chunks()
-    w = Windows(X=windows_array(path, ref["files"]["windows.parquet"], (T, C)),
-                loc=from_fixed_list(table.column("loc"), (C,)), scale=from_fixed_list(table.column("scale"), (C,)),
-                series=codes.indices.to_numpy().astype(np.int64), start=np.zeros(len(table), np.int64),
-                series_ids=np.asarray(codes.dictionary.to_pylist(), dtype=str))
+    T, C = int(meta(table, "length")), len(meta(table, "channels").split(","))
+    w, channels = from_table(table, windows_array(path, ref["files"]["windows.parquet"], (T, C)))
     return w, channels, table.drop_columns(["loc", "scale"])
 
 
@@ -243,11 +237,11 @@ def _values(t: pa.Table, channels: list[str]) -> tuple[np.ndarray, np.ndarray, n
     return values, bounds, sid[bounds[:-1]]
 
 
-def global_stats(path: str, channels: list[str], batch_rows: int) -> tuple[np.ndarray, np.ndarray]:
+def global_stats(pf: pq.ParquetFile, channels: list[str], batch_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation per channel over all rows, one batch at a time (Chan et
     al.'s pairwise combination of counts, means and sums of squared deviations)."""
     n, mean, m2 = 0, np.zeros(len(channels)), np.zeros(len(channels))
-    for rb in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=channels):
+    for rb in pf.iter_batches(batch_size=batch_rows, columns=channels):
         v = np.column_stack([rb.column(c).to_numpy() for c in channels]).astype(np.float64, copy=False)
         bm, bsd = series_stats(v, np.array([0, len(v)]))
         nb = len(v)
@@ -272,22 +266,20 @@ def windows_task(ingested: dict[str, Any], root: str, cfg: WindowsConfig,
     key = digest("windows", ingested["sha256"], cfg.model_dump(), code_version())
     if (ref := store.stage_done("windows", key)) is not None:
         return ref
-    src = store.stage_local_copy(ingested, "series.parquet")
+    src = pq.ParquetFile(store.stage_local_copy(ingested, "series.parquet"))
     channels = ingested["info"]["channels"]
-    names = pq.ParquetFile(src).schema_arrow.names
-    columns = ["series_id", "timestamp", *channels, *(["label"] if "label" in names else [])]
+    columns = ["series_id", "timestamp", *channels, *(["label"] if "label" in src.schema_arrow.names else [])]
     stats = global_stats(src, channels, BATCH_ROWS) if cfg.scale == "global" else None
     n, longest, warnings = 0, 0, []
     with store.stage("windows", key) as sw:
         with sw.local_file("windows.parquet") as tmp:
             writer: pq.ParquetWriter | None = None
-            batches = pq.ParquetFile(src).iter_batches(batch_size=BATCH_ROWS, columns=columns)
+            batches = src.iter_batches(batch_size=BATCH_ROWS, columns=columns)
             for t in whole_groups(batches, "series_id"):
                 values, bounds, ids = _values(t, channels)
                 longest = max(longest, int(np.diff(bounds).max()))
                 if np.diff(bounds).max() < cfg.length:  # no window in this batch
-                    warnings += [f"series {s!r} has {int(m)} steps, fewer than windows.length={cfg.length}: skipped"
-                                 for s, m in zip(ids, np.diff(bounds))]
+                    warnings += [_too_short(s, m, cfg.length) for s, m in zip(ids, np.diff(bounds))]
                     continue
                 w, warn = make_windows(values, bounds, ids, cfg, source=ingested["uri"], global_stats=stats)
                 warnings += warn

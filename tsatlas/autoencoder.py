@@ -123,8 +123,9 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
             self.device_ = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         tr, va = self.split(len(X))
         Xt, Xv = Rows(X, tr), Rows(X, va)
-        common = dict(batch_size=self.batch_size, min_batches=self.min_batches, lr=self.lr, weight_decay=self.weight_decay, patience=self.patience,
-                      clip_norm=self.clip_norm, seed=self.random_state, device=self.device_)
+        common = dict(batch_size=self.batch_size, min_batches=self.min_batches, lr=self.lr,
+                      weight_decay=self.weight_decay, patience=self.patience, clip_norm=self.clip_norm,
+                      seed=self.random_state, device=self.device_)
 
         def tagged(phase: int, **extra: Any) -> Callable[[dict[str, Any]], None] | None:
             return None if on_epoch is None else (lambda state: on_epoch({**state, "phase": phase, **extra}))

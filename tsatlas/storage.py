@@ -13,7 +13,6 @@ caller with torch.load(weights_only=True).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -101,10 +101,23 @@ def check_key(key: str) -> str:
     return key
 
 
+def _corrupt(uri: str, expected: str, got: str) -> CorruptArtifactError:
+    return CorruptArtifactError(f"{uri}: checksum mismatch (expected sha256 {expected[:12]}..., got {got[:12]}...); "
+                                "the artifact is corrupt: delete it and re-run")
+
+
 def _reason(e: BaseException) -> str:
     """One line about an I/O failure: the error type and its first line, never the options passed."""
     text = (getattr(e, "strerror", None) or str(e) or "").splitlines()
     return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
+
+
+@dataclass
+class Pending:
+    """A file being written for Store.writing; `sha256` is set once it is published."""
+
+    path: str
+    sha256: str | None = None
 
 
 class Store:
@@ -175,17 +188,34 @@ class Store:
         except Exception as e:
             raise StorageError(f"{self.uri(key)}: read failed ({_reason(e)})") from e
         if sha256 is not None and sha256_bytes(data) != sha256:
-            raise CorruptArtifactError(
-                f"{self.uri(key)}: checksum mismatch (expected sha256 {sha256[:12]}..., got {sha256_bytes(data)[:12]}...); "
-                "the artifact is corrupt: delete it and re-run"
-            )
+            raise _corrupt(self.uri(key), sha256, sha256_bytes(data))
         return data
 
     # -- files too big to hold in memory ----------------------------------------
+    @contextmanager
+    def writing(self, key: str) -> Iterator[Pending]:
+        """A local file to write `key` into piece by piece (e.g. with a ParquetWriter): beside its
+        destination in a local store, else in cache_dir(). Published by put_file when the block
+        ends without an error (its sha256 is then in `.sha256`), deleted otherwise."""
+        if self.local:
+            folder = os.path.dirname(self.path(key))
+            os.makedirs(folder, exist_ok=True)
+        else:
+            folder = cache_dir()
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        os.close(fd)
+        pending = Pending(tmp)
+        try:
+            yield pending
+            pending.sha256 = self.put_file(key, tmp)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
     def put_file(self, key: str, local: str) -> str:
         """Publish a finished local file under `key` and return its sha256. Locally the file is
-        renamed into place (it must live on the same filesystem, as StageWriter.local_file's
-        does); elsewhere it is uploaded in one put, which the object store publishes only when
+        renamed into place (it must live on the same filesystem, as `writing` arranges);
+        elsewhere it is uploaded in one put, which the object store publishes only when
         complete."""
         sha = sha256_file(local)
         path = self.path(key)
@@ -222,9 +252,7 @@ class Store:
         if got != sha256:
             if not self.local:
                 os.unlink(tmp)
-            raise CorruptArtifactError(
-                f"{self.uri(key)}: checksum mismatch (expected sha256 {sha256[:12]}..., got {got[:12]}...); "
-                "the artifact is corrupt: delete it and re-run")
+            raise _corrupt(self.uri(key), sha256, got)
         if not self.local:
             os.replace(tmp, path)
         return path
@@ -237,9 +265,10 @@ class Store:
         return json.loads(self.get_bytes(key, sha256))
 
     def put_table(self, key: str, table: pa.Table) -> str:
-        buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
-        return self.put_bytes(key, buf.getvalue())
+        """Parquet written straight to a file and published (no in-memory copy of the encoded bytes)."""
+        with self.writing(key) as out:
+            pq.write_table(table, out.path, compression="zstd")
+        return out.sha256
 
     def get_table(self, key: str, sha256: str | None = None, columns: list[str] | None = None) -> pa.Table:
         data = self.get_bytes(key, sha256)
@@ -304,28 +333,15 @@ class StageWriter:
         return self.files[name]
 
     def put_table(self, name: str, table: pa.Table) -> str:
-        """Write a table as Parquet straight to a file (no in-memory copy of the encoded bytes)."""
-        with self.local_file(name) as tmp:
-            pq.write_table(table, tmp, compression="zstd")
+        self.files[name] = self.store.put_table(f"{self.prefix}/{name}", table)
         return self.files[name]
 
     @contextmanager
     def local_file(self, name: str) -> Iterator[str]:
-        """A local path to write `name` into piece by piece (e.g. a ParquetWriter); published
-        when the block ends without an error, deleted otherwise."""
-        if self.store.local:
-            folder = os.path.dirname(self.store.path(f"{self.prefix}/{name}"))
-            os.makedirs(folder, exist_ok=True)
-        else:
-            folder = cache_dir()
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-        os.close(fd)
-        try:
-            yield tmp
-            self.files[name] = self.store.put_file(f"{self.prefix}/{name}", tmp)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        """Store.writing for one of this attempt's files: yields the local path to write."""
+        with self.store.writing(f"{self.prefix}/{name}") as out:
+            yield out.path
+        self.files[name] = out.sha256
 
     def finish(self, main: str, rows: int, **extra: Any) -> dict[str, Any]:
         """Publish the attempt and return the stage's small reference.

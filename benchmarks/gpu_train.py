@@ -44,7 +44,7 @@ def sync(device):
 def ours(X, device, batch, epochs, cell):
     """The train stage's estimator: windows/s of the epochs after the first (warm-up)."""
     ae = RNNAutoencoder(cell=cell, hidden=64, latent=16, epochs=epochs, batch_size=batch, patience=epochs + 1,
-                        val_fraction=0.05, device=device.type)
+                        val_fraction=0.05, device=device.type, patch=1, objective="reconstruction")  # bare()'s network and loss
     ae.fit(X)
     n_train = len(ae.split(len(X))[0])
     secs = [h["seconds"] for h in ae.history_[1:]]

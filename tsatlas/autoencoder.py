@@ -1,14 +1,22 @@
 """RNNAutoencoder: the recurrent sequence autoencoder as a scikit-learn style estimator.
 
-    ae = RNNAutoencoder(cell="gru", latent=16).fit(X)   # X: (n, T, C) float32
+    ae = RNNAutoencoder(cell="gru", latent=8).fit(X)    # X: (n, T, C) float32
     z = ae.transform(X)                                 # (n, latent)
     err = ae.reconstruction_error(X)                    # (n,)
     X_hat = ae.decode(z, steps=T)                       # (n, T, C)
 
-objective="idec" adds Guo et al.'s IDEC (2017) after the reconstruction pretraining: K-means on z
-initialises k learnable centres, then encoder, decoder and centres train on reconstruction +
-cluster_weight x KL(P || Q), where Q is DEC's Student-t soft assignment of z to the centres and P
-its sharpened target, so that z is shaped for clustering without losing the reconstruction.
+Objectives beyond plain reconstruction, both remedies for plain autoencoder + K-means clustering
+no better than K-means on the raw series:
+
+- "contrastive" (the default, chosen by benchmarks/clustering.py): every batch is trained together
+  with an augmented view of itself (shifted in time, rescaled, noisy), on reconstruction of both
+  plus contrastive_weight x NT-Xent (SimCLR, Chen et al. 2020; for series e.g. TS-TCC, Eldele et
+  al. 2021): a window's z and its view's z attract, other windows' repel, so z ignores the small
+  shifts and scalings that DTW and KShape ignore through their distances.
+- "idec": Guo et al.'s IDEC (2017) after the reconstruction pretraining: K-means on z initialises
+  k learnable centres, then encoder, decoder and centres train on reconstruction +
+  cluster_weight x KL(P || Q), where Q is DEC's Student-t soft assignment of z to the centres and
+  P its sharpened target.
 """
 
 from __future__ import annotations
@@ -31,11 +39,48 @@ from tsatlas.training import Rows, autocast, fit, pick_device, world
 log = logging.getLogger(__name__)
 
 _ARCH = ("cell", "hidden", "latent", "layers", "bidirectional", "dropout", "teacher_forcing")
+AUTO_STEPS = 8  # patch="auto": the fewest steps per recurrent step that leave at most this many recurrent steps
+
+
+def resolve_patch(patch: int | str, seq_len: int) -> int:
+    """Steps per recurrent step: the given number, or for "auto" ceil(seq_len / AUTO_STEPS)."""
+    return max(1, -(-seq_len // AUTO_STEPS)) if patch == "auto" else int(patch)
 
 
 def _mse(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
     recon, _ = model(xb)
     return torch.mean((recon.float() - xb) ** 2)
+
+
+def augment(x: torch.Tensor, shift: float = 0.1, scale: float = 0.2, jitter: float = 0.1) -> torch.Tensor:
+    """A random view of standardised windows (B, T, C): each shifted in time by up to shift x T
+    steps (the edge value repeated), each channel scaled by N(1, scale), plus N(0, jitter) noise.
+    Draws from torch's global generator, which checkpoints save and restore."""
+    B, T, C = x.shape
+    s = int(round(shift * T))
+    if s:
+        offset = torch.randint(-s, s + 1, (B, 1), device=x.device)
+        idx = (torch.arange(T, device=x.device)[None, :] - offset).clamp(0, T - 1)
+        x = torch.gather(x, 1, idx[:, :, None].expand(B, T, C))
+    x = x * (1 + scale * torch.randn(B, 1, C, device=x.device))
+    return x + jitter * torch.randn_like(x)
+
+
+def _contrastive_loss(weight: float, temperature: float = 0.5) -> Callable[[nn.Module, torch.Tensor], torch.Tensor]:
+    """Reconstruction MSE of the batch and of its augmented view + weight x NT-Xent between their
+    z. One forward call over both halves (so it runs unchanged under DDP); the other windows of
+    the batch are the negatives. In evaluation (validation, early stopping): the plain MSE."""
+    def loss(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
+        if not model.training:
+            return _mse(model, xb)
+        both = torch.cat([xb, augment(xb)])
+        recon, z = model(both)
+        a, b = torch.nn.functional.normalize(z.float(), dim=1).chunk(2)
+        logits = a @ b.T / temperature
+        pairs = torch.arange(len(a), device=xb.device)
+        nt_xent = 0.5 * (torch.nn.functional.cross_entropy(logits, pairs) + torch.nn.functional.cross_entropy(logits.T, pairs))
+        return torch.mean((recon.float() - both) ** 2) + weight * nt_xent
+    return loss
 
 
 def _joint_loss(weight: float) -> Callable[[nn.Module, torch.Tensor], torch.Tensor]:
@@ -55,16 +100,17 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
     """LSTM/GRU encoder-decoder whose bottleneck z embeds each window.
 
     Parameters are the `train.*` config keys (n_clusters, k_min and k_max come from `cluster.*`);
-    fitted attributes end in `_`: `module_`, `history_`, `n_channels_`, `seq_len_`, `device_`,
+    fitted attributes end in `_`: `module_`, `history_`, `n_channels_`, `seq_len_`, `patch_`, `device_`,
     `n_clusters_` (0 unless objective="idec"), `cluster_centers_`.
     """
 
-    def __init__(self, cell: str = "gru", layers: int = 1, hidden: int = 64, latent: int = 16,
-                 bidirectional: bool = False, dropout: float = 0.0, teacher_forcing: float = 0.0,
-                 objective: str = "reconstruction", cluster_weight: float = 0.1, cluster_epochs: int = 20,
+    def __init__(self, cell: str = "gru", layers: int = 1, hidden: int = 32, latent: int = 8,
+                 bidirectional: bool = False, dropout: float = 0.0, teacher_forcing: float = 0.0, patch: int | str = "auto",
+                 objective: str = "contrastive", contrastive_weight: float = 0.3,
+                 cluster_weight: float = 0.1, cluster_epochs: int = 10,
                  n_clusters: int | str = "auto", k_min: int = 2, k_max: int = 8,
-                 epochs: int = 100, batch_size: int = 64, min_batches: int = 1,
-                 lr: float = 3e-3, weight_decay: float = 1e-4, patience: int = 8, val_fraction: float = 0.2,
+                 epochs: int = 20, batch_size: int = 64, min_batches: int = 5,
+                 lr: float = 1e-2, weight_decay: float = 1e-4, patience: int = 4, val_fraction: float = 0.2,
                  clip_norm: float = 1.0, device: str = "auto", random_state: int = 0):
         self.cell = cell
         self.layers = layers
@@ -73,7 +119,9 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
         self.bidirectional = bidirectional
         self.dropout = dropout
         self.teacher_forcing = teacher_forcing
+        self.patch = patch
         self.objective = objective
+        self.contrastive_weight = contrastive_weight
         self.cluster_weight = cluster_weight
         self.cluster_epochs = cluster_epochs
         self.n_clusters = n_clusters
@@ -93,6 +141,7 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
     def _build(self, n_channels: int, n_clusters: int = 0) -> RecurrentAutoencoder:
         torch.manual_seed(self.random_state)
         return RecurrentAutoencoder(AEConfig(n_channels=n_channels, n_clusters=n_clusters,
+                                             patch=self.patch_,
                                              **{k: getattr(self, k) for k in _ARCH}))
 
     def split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -112,12 +161,13 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
         X = np.asarray(X, dtype=np.float32)  # a float32 memory map stays one (no copy)
         if X.ndim != 3:
             raise ValueError(f"X must be (n_windows, window_len, n_channels), got shape {X.shape}")
-        if self.objective not in ("reconstruction", "idec"):
-            raise ValueError(f"objective must be 'reconstruction' or 'idec', got {self.objective!r}")
+        if self.objective not in ("reconstruction", "contrastive", "idec"):
+            raise ValueError(f"objective must be 'reconstruction', 'contrastive' or 'idec', got {self.objective!r}")
         if self.objective == "idec" and world()[1] > 1:
             raise ValueError("objective='idec' does not run under torch.distributed yet (its centres sit "
                              "outside DDP's gradient sync); train it in one process")
         self.n_channels_, self.seq_len_ = X.shape[2], X.shape[1]
+        self.patch_ = resolve_patch(self.patch, self.seq_len_)
         self.device_ = pick_device(self.device)
         if self.device_.type == "cuda" and world()[1] > 1:  # torchrun: one GPU per local process
             self.device_ = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -132,7 +182,8 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
 
         phase = int(resume.get("phase", 1)) if resume is not None else 1
         if phase == 1:
-            model, pretrain = fit(self._build(self.n_channels_), _mse, Xt, Xv, epochs=self.epochs,
+            loss = _contrastive_loss(self.contrastive_weight) if self.objective == "contrastive" else _mse
+            model, pretrain = fit(self._build(self.n_channels_), loss, Xt, Xv, epochs=self.epochs,
                                   resume=resume, on_epoch=tagged(1), **common)
             resume = None
         else:
@@ -224,6 +275,7 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
         ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         ae = cls(**{**ckpt["params"], "device": device})
         ae.n_channels_, ae.seq_len_ = int(ckpt["n_channels"]), int(ckpt["seq_len"])
+        ae.patch_ = resolve_patch(ae.patch, ae.seq_len_)
         ae.device_ = pick_device(device)
         ae.n_clusters_ = int(ckpt.get("n_clusters", 0))
         ae.module_ = ae._build(ae.n_channels_, ae.n_clusters_)

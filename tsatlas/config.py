@@ -52,29 +52,36 @@ class TrainConfig(_Section):
 
     cell: Literal["lstm", "gru"] = Field("gru", description="Recurrent cell.")
     layers: int = Field(1, ge=1, le=8, description="Stacked recurrent layers in encoder and decoder.")
-    hidden: int = Field(64, ge=2, le=4096, description="Hidden units per layer.")
-    latent: int = Field(16, ge=1, le=1024, description="Size of the embedding z.")
+    hidden: int = Field(32, ge=2, le=4096, description="Hidden units per layer.")
+    latent: int = Field(8, ge=1, le=1024, description="Size of the embedding z.")
     bidirectional: bool = Field(False, description="Bidirectional encoder.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout between stacked layers.")
     teacher_forcing: float = Field(
         0.0, ge=0.0, le=1.0,
         description="0: the decoder sees only z. Above 0 it also sees the previous value, the true one with this "
         "probability in training (its own output at inference).")
-    objective: Literal["reconstruction", "idec"] = Field(
-        "reconstruction",
-        description="reconstruction: plain autoencoder. idec: then a joint phase of reconstruction + a DEC clustering "
-        "loss around cluster.k centres (k=auto: chosen by silhouette on the pretrained z).")
+    patch: Annotated[int, Field(ge=1, le=100_000)] | Literal["auto"] = Field(
+        "auto",
+        description="Time steps read (and written) per recurrent step, side by side. auto: the fewest that leave at "
+        "most 8 recurrent steps per window. Fewer recurrent steps train several times faster and cluster better.")
+    objective: Literal["reconstruction", "contrastive", "idec"] = Field(
+        "contrastive",
+        description="reconstruction: plain autoencoder. contrastive: also trains on an augmented view of each batch "
+        "(shifted, rescaled, noisy) with a contrastive loss that makes z ignore such changes. idec: reconstruction, "
+        "then a joint phase of reconstruction + a DEC clustering loss around cluster.k centres (k=auto: chosen by "
+        "silhouette on the pretrained z).")
+    contrastive_weight: float = Field(0.3, gt=0.0, le=100.0, description="contrastive: weight of the contrastive loss.")
     cluster_weight: float = Field(0.1, gt=0.0, le=100.0, description="idec: weight of the clustering loss.")
-    cluster_epochs: int = Field(20, ge=1, le=10_000, description="idec: epochs of the joint phase (early stopping applies).")
-    epochs: int = Field(100, ge=1, le=10_000, description="Upper bound on epochs; early stopping usually ends sooner.")
+    cluster_epochs: int = Field(10, ge=1, le=10_000, description="idec: epochs of the joint phase (early stopping applies).")
+    epochs: int = Field(20, ge=1, le=10_000, description="Upper bound on epochs; early stopping usually ends sooner.")
     batch_size: int = Field(64, ge=1, le=65_536, description="Windows per optimisation step (per process).")
     min_batches: int = Field(
-        1, ge=1, le=100_000,
+        5, ge=1, le=100_000,
         description="Fewest optimisation steps in an epoch: a small set is passed over several times per epoch, "
         "so that patience counts real progress.")
-    lr: float = Field(3e-3, gt=0.0, le=1.0, description="AdamW learning rate.")
+    lr: float = Field(1e-2, gt=0.0, le=1.0, description="AdamW learning rate.")
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="AdamW weight decay.")
-    patience: int = Field(8, ge=1, le=1000, description="Epochs without validation improvement before stopping.")
+    patience: int = Field(4, ge=1, le=1000, description="Epochs without validation improvement before stopping.")
     val_fraction: float = Field(0.2, gt=0.0, lt=0.9, description="Share of windows held out for validation.")
     clip_norm: float = Field(1.0, gt=0.0, description="Gradient norm clip.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU.")

@@ -19,6 +19,25 @@ class AEConfig:
     dropout: float = 0.0       # between stacked layers (torch ignores it for one layer)
     teacher_forcing: float = 0.0  # > 0: the decoder also sees the previous value (true one with this probability)
     n_clusters: int = 0        # > 0: learnable cluster centres in z for the joint (IDEC) objective
+    patch: int = 1             # time steps folded into one recurrent step (frame stacking)
+
+
+def to_patches(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, T, C) -> (B, ceil(T / patch), patch * C): consecutive steps side by side, zeros in
+    front when T is not a multiple, so the last recurrent step always sees the last values."""
+    if patch == 1:
+        return x
+    B, T, C = x.shape
+    pad = -T % patch
+    if pad:
+        x = torch.cat([x.new_zeros(B, pad, C), x], dim=1)
+    return x.reshape(B, (T + pad) // patch, patch * C)
+
+
+def from_patches(y: torch.Tensor, steps: int, n_channels: int) -> torch.Tensor:
+    """The inverse of to_patches: (B, P, patch * C) -> (B, steps, C), the front padding dropped."""
+    y = y.reshape(y.shape[0], -1, n_channels)
+    return y[:, y.shape[1] - steps:]
 
 
 def _rnn(cfg: AEConfig, input_size: int, bidirectional: bool) -> nn.RNNBase:
@@ -28,17 +47,18 @@ def _rnn(cfg: AEConfig, input_size: int, bidirectional: bool) -> nn.RNNBase:
 
 
 class Encoder(nn.Module):
-    """(B, T, C) -> z (B, latent): the last layer's final hidden state(s), projected."""
+    """(B, T, C) -> z (B, latent): the last layer's final hidden state(s), projected. With patch > 1
+    each recurrent step reads `patch` consecutive steps, so a long window costs T / patch steps."""
 
     def __init__(self, cfg: AEConfig):
         super().__init__()
         self.cfg = cfg
-        self.rnn = _rnn(cfg, cfg.n_channels, cfg.bidirectional)
+        self.rnn = _rnn(cfg, cfg.n_channels * cfg.patch, cfg.bidirectional)
         dirs = 2 if cfg.bidirectional else 1
         self.head = nn.Linear(cfg.hidden * dirs, cfg.latent)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, h = self.rnn(x)
+        _, h = self.rnn(to_patches(x, self.cfg.patch))
         h = h[0] if isinstance(h, tuple) else h           # LSTM: (h_n, c_n)
         dirs = 2 if self.cfg.bidirectional else 1
         last = h.view(self.cfg.layers, dirs, x.shape[0], self.cfg.hidden)[-1]  # (dirs, B, H)
@@ -58,25 +78,27 @@ class Decoder(nn.Module):
         self.cfg = cfg
         self.feedback = cfg.teacher_forcing > 0
         self.init = nn.Linear(cfg.latent, cfg.layers * cfg.hidden)
-        self.rnn = _rnn(cfg, cfg.latent + (cfg.n_channels if self.feedback else 0), False)
-        self.out = nn.Linear(cfg.hidden, cfg.n_channels)
+        self.width = cfg.n_channels * cfg.patch  # values out per recurrent step
+        self.rnn = _rnn(cfg, cfg.latent + (self.width if self.feedback else 0), False)
+        self.out = nn.Linear(cfg.hidden, self.width)
 
     def forward(self, z: torch.Tensor, steps: int, target: torch.Tensor | None = None) -> torch.Tensor:
-        B = z.shape[0]
+        B, P = z.shape[0], -(-steps // self.cfg.patch)  # P recurrent steps
         h0 = torch.tanh(self.init(z)).view(B, self.cfg.layers, self.cfg.hidden).transpose(0, 1).contiguous()  # (layers, B, H)
         state = (h0, torch.zeros_like(h0)) if self.cfg.cell == "lstm" else h0
-        zs = z.unsqueeze(1).expand(B, steps, z.shape[1])
+        zs = z.unsqueeze(1).expand(B, P, z.shape[1])
         if not self.feedback:
-            y, _ = self.rnn(zs, state)                                       # (B, T, H)
-            return self.out(y)                                               # (B, T, C)
+            y, _ = self.rnn(zs, state)                                       # (B, P, H)
+            return from_patches(self.out(y), steps, self.cfg.n_channels)     # (B, T, C)
         ratio = self.cfg.teacher_forcing if target is not None else 0.0
+        target = to_patches(target, self.cfg.patch) if target is not None else None
         if ratio >= 1.0:  # full teacher forcing: one fused call over the shifted target
             prev = torch.cat([torch.zeros_like(target[:, :1]), target[:, :-1]], dim=1)
             y, _ = self.rnn(torch.cat([zs, prev.to(zs.dtype)], dim=2), state)
-            return self.out(y)
-        prev = z.new_zeros(B, self.cfg.n_channels)
+            return from_patches(self.out(y), steps, self.cfg.n_channels)
+        prev = z.new_zeros(B, self.width)
         outs = []
-        for t in range(steps):  # step by step: the next input depends on this output
+        for t in range(P):  # step by step: the next input depends on this output
             y, state = self.rnn(torch.cat([z, prev.to(z.dtype)], dim=1).unsqueeze(1), state)
             o = self.out(y[:, 0])
             outs.append(o)
@@ -85,7 +107,7 @@ class Decoder(nn.Module):
                 prev = torch.where(use_true, target[:, t].to(o.dtype), o)
             else:
                 prev = o
-        return torch.stack(outs, dim=1)
+        return from_patches(torch.stack(outs, dim=1), steps, self.cfg.n_channels)
 
 
 class RecurrentAutoencoder(nn.Module):

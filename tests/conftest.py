@@ -26,7 +26,7 @@ settings.load_profile("default")
 # Small enough to train in seconds on two CPU cores.
 TINY = {
     "windows": {"length": 16, "stride": 8},
-    "train": {"hidden": 8, "latent": 4, "epochs": 3, "batch_size": 32, "patience": 2},
+    "train": {"hidden": 8, "latent": 4, "epochs": 3, "batch_size": 32, "patience": 2, "min_batches": 1},
     "cluster": {"k": 2},
     "generate": {"n": 12, "eval_iterations": 20, "eval_repeats": 1},
 }

@@ -109,7 +109,7 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
                  objective: str = "contrastive", contrastive_weight: float = 0.3,
                  cluster_weight: float = 0.1, cluster_epochs: int = 10,
                  n_clusters: int | str = "auto", k_min: int = 2, k_max: int = 8,
-                 epochs: int = 20, batch_size: int = 64, min_batches: int = 5,
+                 epochs: int = 12, batch_size: int = 64, min_batches: int = 5,
                  lr: float = 1e-2, weight_decay: float = 1e-4, patience: int = 4, val_fraction: float = 0.2,
                  clip_norm: float = 1.0, device: str = "auto", random_state: int = 0):
         self.cell = cell

@@ -75,10 +75,10 @@ def test_train_failure_mid_run_resumes_from_checkpoint(prefect_harness, tiny_csv
     from tasks.train import train_task
 
     monkeypatch.setattr(train_task, "retry_delay_seconds", [0, 0])
-    real_fit, real_loss = ae_mod.fit, ae_mod._mse
+    real_fit = ae_mod.fit
     starts, armed = [], []
 
-    def recording_fit(*args, resume=None, on_epoch=None, **kw):
+    def recording_fit(model, loss_fn, *args, resume=None, on_epoch=None, **kw):
         starts.append(0 if resume is None else int(resume["epoch"]) + 1)
 
         def hook(state):
@@ -86,16 +86,15 @@ def test_train_failure_mid_run_resumes_from_checkpoint(prefect_harness, tiny_csv
             if state["epoch"] == 1 and len(starts) == 1:  # epoch 2 is checkpointed: arm the crash
                 armed.append(True)
 
-        return real_fit(*args, resume=resume, on_epoch=hook, **kw)
+        def crashing_loss(net, xb):  # wraps whatever loss the objective trains on
+            if armed and net.training:
+                armed.clear()
+                raise RuntimeError("simulated crash inside epoch 3")
+            return loss_fn(net, xb)
 
-    def crashing_loss(model, xb):
-        if armed and model.training:
-            armed.clear()
-            raise RuntimeError("simulated crash inside epoch 3")
-        return real_loss(model, xb)
+        return real_fit(model, crashing_loss, *args, resume=resume, on_epoch=hook, **kw)
 
     monkeypatch.setattr(ae_mod, "fit", recording_fit)
-    monkeypatch.setattr(ae_mod, "_mse", crashing_loss)
     m = _run(tiny_csv, str(tmp_path / "a"), ["train.epochs=4", "train.patience=10"])
     assert starts == [0, 2]  # the retry began at epoch index 2, i.e. epoch 3
     tr = m["metrics"]["train"]

@@ -61,13 +61,14 @@ def summary(m: dict[str, Any]) -> str:
     """A few lines a person reads after a run."""
     ing, tr, cl, ge = m["summary"]["ingest"], m["metrics"]["train"], m["metrics"]["cluster"], m["metrics"]["generate"]
     n, T, C = m["summary"]["windows"]["shape"]
+    objective = tr.get("objective", "reconstruction")  # training loss: the objective's; validation: reconstruction (idec: joint)
     lines = [
         f"run {m['run_id']}",
         f"  data      {m['data']}",
         f"  ingest    {ing['rows_in']} rows in, {ing['series']} series, {len(ing['channels'])} channels, {ing['gaps_filled']} gaps filled",
         f"  windows   {n} windows of {T} steps x {C} channels",
-        f"  train     {tr['epochs']} epochs on {tr['device']}, final loss train {tr['train_loss']:.4f} / validation {tr['val_loss']:.4f}"
-        f" (best {tr['best_val_loss']:.4f} at epoch {tr['best_epoch']})",
+        f"  train     {tr['epochs']} epochs on {tr['device']}, {objective} loss {tr['train_loss']:.4f}, validation "
+        f"{'idec' if objective == 'idec' else 'reconstruction'} loss {tr['val_loss']:.4f} (best {tr['best_val_loss']:.4f} at epoch {tr['best_epoch']})",
         f"  cluster   k={cl['k']}, sizes {cl['sizes']}, silhouette {cl['silhouette']:.3f}, Davies-Bouldin {cl['davies_bouldin']:.3f}"
         + (f", ARI {cl['ari']:.3f}, NMI {cl['nmi']:.3f}" if "ari" in cl else ""),
         f"  generate  {m['stages']['generate']['rows']} synthetic rows ({ge['n']} series, method {ge['method']})"

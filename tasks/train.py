@@ -110,7 +110,8 @@ def fit_stage(store: Store, key: str, windows: dict[str, Any], cfg: TrainConfig,
         return None
     hist = ae.history_
     best = min((h for h in hist if h["phase"] == hist[-1]["phase"]), key=lambda h: h["val_loss"])  # idec: joint phase
-    metrics = {"epochs": len(hist), "train_loss": hist[-1]["train_loss"], "val_loss": hist[-1]["val_loss"],
+    metrics = {"epochs": len(hist), "objective": cfg.objective,
+               "train_loss": hist[-1]["train_loss"], "val_loss": hist[-1]["val_loss"],
                "best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "device": str(ae.device_),
                "resumed_from_epoch": _resumed_at(resume), "seconds": round(seconds, 2), "processes": size}
     if replicas is not None:  # DDP keeps replicas in step; a mismatch means it did not

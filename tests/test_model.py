@@ -190,6 +190,19 @@ def test_patched_autoencoder_reconstructs_any_length_and_round_trips(teacher_for
     assert RNNAutoencoder(hidden=8, latent=3, epochs=1, patch=1).fit(X).module_.encoder.rnn.input_size == 2
 
 
+def test_a_model_saved_before_patch_existed_still_loads():
+    import io
+    X = _data(n=16, T=20)
+    old = RNNAutoencoder(hidden=8, latent=3, epochs=1, patch=1).fit(X)
+    ckpt = torch.load(io.BytesIO(old.to_bytes()), weights_only=True)
+    del ckpt["params"]["patch"]
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    again = RNNAutoencoder.from_bytes(buf.getvalue())
+    assert again.patch_ == 1
+    np.testing.assert_array_equal(again.transform(X), old.transform(X))
+
+
 def test_estimator_defaults_are_the_train_config_defaults():
     from tsatlas.config import TrainConfig
     params = RNNAutoencoder().get_params()

@@ -273,7 +273,7 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
     def from_bytes(cls, data: bytes, device: str = "auto") -> RNNAutoencoder:
         """Rebuild from `to_bytes` output; refuses anything but tensors and plain values."""
         ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        ae = cls(**{**ckpt["params"], "device": device})
+        ae = cls(**{"patch": 1, **ckpt["params"], "device": device})  # saved before `patch` existed: one step per recurrent step
         ae.n_channels_, ae.seq_len_ = int(ckpt["n_channels"]), int(ckpt["seq_len"])
         ae.patch_ = resolve_patch(ae.patch, ae.seq_len_)
         ae.device_ = pick_device(device)

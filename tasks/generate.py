@@ -42,9 +42,13 @@ def allocate(sizes: np.ndarray, n: int) -> np.ndarray:
     return counts
 
 
+GMM_FIT_AT_MOST = 20_000  # z per cluster that a latent Gaussian mixture is fitted on (a seeded sample above it)
+
+
 def sample_latent(Z: np.ndarray, labels: np.ndarray, counts: np.ndarray, components: int,
                   seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per cluster c, draw counts[c] points from a Gaussian mixture fitted to Z[labels == c].
+    """Per cluster c, draw counts[c] points from a Gaussian mixture fitted to Z[labels == c] (to
+    a seeded sample of GMM_FIT_AT_MOST of them in a bigger cluster).
 
     Returns:
         (z (n, D), cluster (n,)).
@@ -53,7 +57,10 @@ def sample_latent(Z: np.ndarray, labels: np.ndarray, counts: np.ndarray, compone
     for c, m in enumerate(counts):
         if m == 0:
             continue
-        Zc = Z[labels == c].astype(np.float64)  # float32 covariances come out slightly asymmetric
+        Zc = Z[labels == c]
+        if len(Zc) > GMM_FIT_AT_MOST:  # a few components in z need no more; EM time grows with the rows
+            Zc = Zc[np.sort(np.random.default_rng(seed + c).choice(len(Zc), GMM_FIT_AT_MOST, replace=False))]
+        Zc = Zc.astype(np.float64)  # float32 covariances come out slightly asymmetric
         gm = GaussianMixture(n_components=max(1, min(components, len(Zc) // 10)), covariance_type="full",
                              reg_covar=1e-3, random_state=seed + c).fit(Zc)
         zs.append(gm.sample(int(m))[0])

@@ -24,6 +24,22 @@ def test_latent_samples_stay_near_their_cluster():
     assert np.all(np.sign(z[:, 0]) == np.where(cl == 0, -1, 1))
 
 
+def test_a_big_cluster_fits_its_mixture_on_a_sample(monkeypatch):
+    import tasks.generate as gen
+    monkeypatch.setattr(gen, "GMM_FIT_AT_MOST", 100)
+    fitted = []
+    real_fit = gen.GaussianMixture.fit
+    monkeypatch.setattr(gen.GaussianMixture, "fit", lambda self, X, y=None: fitted.append(len(X)) or real_fit(self, X))
+    rng = np.random.default_rng(0)
+    Z = np.concatenate([rng.normal(-5, 0.1, (1000, 2)), rng.normal(5, 0.1, (60, 2))])
+    labels = np.repeat([0, 1], [1000, 60])
+    z, cl = sample_latent(Z, labels, np.array([4, 4]), components=2, seed=0)
+    assert fitted == [100, 60]
+    assert np.all(np.sign(z[:, 0]) == np.where(cl == 0, -1, 1))
+    again, _ = sample_latent(Z, labels, np.array([4, 4]), components=2, seed=0)
+    np.testing.assert_array_equal(again, z)  # the sample is seeded
+
+
 def test_original_units_and_series_table():
     n, T, C = 6, 5, 2
     w = Windows(X=np.zeros((n, T, C), np.float32), loc=np.full((n, C), 100.0, np.float32),

@@ -89,9 +89,25 @@ def publish(run_id: str, refs: dict[str, dict[str, Any]], images: dict[str, byte
              if not isinstance(v, list)}
     create_table_artifact([{"metric": k, "value": v} for k, v in flat.items()], key="tsatlas-metrics",
                           description="run metrics")
-    figs = "\n\n".join(f"## {name}\n![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"
-                       for name, png in images.items())
-    create_markdown_artifact(figs, key="tsatlas-figures", description=f"figures of run {run_id}")
+    create_markdown_artifact(figures_markdown(images, plot_uris), key="tsatlas-figures",
+                             description=f"figures of run {run_id}")
+
+
+INLINE_BYTES = 1_000_000  # Prefect's server refuses to publish events above ~1.5 MB
+
+
+def figures_markdown(images: dict[str, bytes], uris: dict[str, str], budget: int = INLINE_BYTES) -> str:
+    """The figures as markdown: inlined as base64 PNGs in order while they fit in `budget` bytes,
+    linked to their stored file after that (many clusters and channels make big figures)."""
+    parts, used = [], 0
+    for name, png in images.items():
+        data = base64.b64encode(png).decode()
+        if used + len(data) <= budget:
+            parts.append(f"## {name}\n![{name}](data:image/png;base64,{data})")
+            used += len(data)
+        else:
+            parts.append(f"## {name}\n[{name}.png]({uris[name]}) ({len(png) // 1024} KB, linked: too large to inline)")
+    return "\n\n".join(parts)
 
 
 @task(name="report", **STAGE_TASK)

@@ -64,3 +64,13 @@ def test_figures_artifacts_and_html_report(prefect_harness, tiny_csv, tmp_path, 
 def test_report_of_an_unknown_run(tmp_path, capsys):
     assert main(["report", "nope", "--root", str(tmp_path)]) == 2
     assert "no such run" in capsys.readouterr().err
+
+
+def test_figures_are_inlined_while_they_fit_and_linked_after():
+    from tasks.report import figures_markdown
+    images = {"a": b"x" * 300, "b": b"y" * 600, "c": b"z" * 30}  # base64: 400, 800, 40 bytes
+    uris = {n: f"file:///runs/r/plots/{n}.png" for n in images}
+    md = figures_markdown(images, uris, budget=500)
+    assert md.count("data:image/png;base64,") == 2  # a and c fit together; b does not
+    assert "[b.png](file:///runs/r/plots/b.png)" in md and "## a" in md and "## c" in md
+    assert figures_markdown(images, uris, budget=10_000).count("data:image/png;base64,") == 3

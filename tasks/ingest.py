@@ -249,11 +249,9 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
     sid = long["series_id"].to_numpy()
     bounds = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1], True])
 
-    if step is not None:
-        pass
-    elif cfg.freq is not None:
+    if step is None and cfg.freq is not None:
         step = int(pd.Timedelta(cfg.freq).value) if is_time else int(cfg.freq)
-    else:
+    elif step is None:
         diffs = np.diff(t)
         same = sid[1:] == sid[:-1]
         step = int(np.median(diffs[same])) if same.any() else 1

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from torch import nn
+from torch.nn import functional as F
 
 from tsatlas.clustering import choose_k, kmeans
 from tsatlas.nn import AEConfig, RecurrentAutoencoder, sharpened_target
@@ -57,7 +58,7 @@ def augment(x: torch.Tensor, shift: float = 0.1, scale: float = 0.2, jitter: flo
     steps (the edge value repeated), each channel scaled by N(1, scale), plus N(0, jitter) noise.
     Draws from torch's global generator, which checkpoints save and restore."""
     B, T, C = x.shape
-    s = int(round(shift * T))
+    s = round(shift * T)
     if s:
         offset = torch.randint(-s, s + 1, (B, 1), device=x.device)
         idx = (torch.arange(T, device=x.device)[None, :] - offset).clamp(0, T - 1)
@@ -75,10 +76,10 @@ def _contrastive_loss(weight: float, temperature: float = 0.5) -> Callable[[nn.M
             return _mse(model, xb)
         both = torch.cat([xb, augment(xb)])
         recon, z = model(both)
-        a, b = torch.nn.functional.normalize(z.float(), dim=1).chunk(2)
+        a, b = F.normalize(z.float(), dim=1).chunk(2)
         logits = a @ b.T / temperature
         pairs = torch.arange(len(a), device=xb.device)
-        nt_xent = 0.5 * (torch.nn.functional.cross_entropy(logits, pairs) + torch.nn.functional.cross_entropy(logits.T, pairs))
+        nt_xent = 0.5 * (F.cross_entropy(logits, pairs) + F.cross_entropy(logits.T, pairs))
         return torch.mean((recon.float() - both) ** 2) + weight * nt_xent
     return loss
 

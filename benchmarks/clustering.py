@@ -65,7 +65,7 @@ def _scores(y: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 def _tsatlas_labels(ae, X: np.ndarray, k: int, seed: int) -> np.ndarray:
     """The cluster stage's own function on z (one window per series here)."""
-    from tasks.cluster import cluster_embeddings
+    from tsatlas.clustering import cluster_embeddings
     from tsatlas.config import ClusterConfig
     Z = ae.transform(X)
     return cluster_embeddings(Z, Z, ClusterConfig(k=k), seed).labels
@@ -119,7 +119,7 @@ def _run_tsatlas(X: np.ndarray, y: np.ndarray, k: int, seed: int, row: dict, tra
 
     import torch
 
-    from tasks.train import make_estimator
+    from tsatlas.trainer import make_estimator
     from tsatlas.autoencoder import RNNAutoencoder
     from tsatlas.config import ClusterConfig, TrainConfig
 
@@ -226,8 +226,8 @@ def main() -> None:
                     with open(args.out, "a") as fh:
                         fh.write(json.dumps(r) + "\n")
     rows = [json.loads(line) for line in open(args.out) if line.strip()]
-    from benchmarks.common import append_results
-    append_results("Clustering vs classical baselines on UCR/UEA sets (benchmarks/clustering.py)",
+    from benchmarks.common import write_results
+    write_results("Clustering vs classical baselines on UCR/UEA sets (benchmarks/clustering.py)",
                    f"Fits on one thread each, {args.jobs} at a time. Median over seeds. "
                    f"tsatlas train config: {train or 'the defaults'}.\n\n{table(rows)}\n")
     print(table(rows))

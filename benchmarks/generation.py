@@ -140,8 +140,8 @@ def main() -> None:
         with open(os.path.join(out, "generation.json"), "w") as f:
             json.dump(rows, f, indent=2)
     if not args.no_write:
-        from benchmarks.common import append_results
-        append_results("Generation: Sines and Stocks (benchmarks/generation.py)", md)
+        from benchmarks.common import write_results
+        write_results("Generation: Sines and Stocks (benchmarks/generation.py)", md)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,8 @@ def bare(X, device, batch, epochs, cell, bf16):
     """A minimal hand-written loop: same network, data on the device, Adam, no validation or checkpoints."""
     torch.manual_seed(0)
     n_train = int(round(len(X) * 0.95))
-    model = RecurrentAutoencoder(AEConfig(n_channels=X.shape[2], cell=cell, hidden=64, latent=16)).to(device)
+    model = RecurrentAutoencoder(AEConfig(n_channels=X.shape[2], cell=cell, hidden=64, latent=16, layers=1,
+                                                  bidirectional=False, dropout=0.0, teacher_forcing=0.0)).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     Xt = torch.from_numpy(X[:n_train]).to(device)
     secs = []
@@ -152,7 +153,7 @@ def main() -> None:
                      + (f" {r['error'][:80]}" if "error" in r else ""))
     print("\n".join(lines))
     if args.results:
-        from benchmarks.common import append_results
+        from benchmarks.common import write_results
         ratio = {r["device"]: r["train_windows_per_s"] for r in rows if r["case"] == "tsatlas" and r["batch"] == 256}
         bare_cpu = next((r["train_windows_per_s"] for r in rows if r["case"] == "bare-fp32" and r["device"] == "cpu"), None)
         note = (f"CPU: train stage {ratio['cpu'] / bare_cpu:.2f}x the bare loop (median of epochs 2..{args.epochs}). "
@@ -164,7 +165,7 @@ def main() -> None:
                      f"{100 * check['relative_gap']:.1f}% gap ({'within' if check['within_tolerance'] else 'OUTSIDE'} "
                      f"the {100 * LOSS_TOLERANCE:.0f}% tolerance); {check['cuda_windows_per_s']:,.0f} vs "
                      f"{check['cpu_windows_per_s']:,.0f} train windows/s. ")
-        append_results("Train and embed throughput vs a bare torch loop (benchmarks/gpu_train.py)",
+        write_results("Train and embed throughput vs a bare torch loop (benchmarks/gpu_train.py)",
                        f"Card: {info['device']}. {args.cpu_windows:,} windows x {args.length} x {args.channels} on the CPU; "
                        f"the tsatlas and bare rows are GRU 64/16, patch 1, plain reconstruction. {note}\n\n"
                        + "\n".join(lines) + "\n")

@@ -32,17 +32,17 @@ def main() -> None:
     from tasks.cluster import cluster_task
     from tasks.embed import embed_task
     from tasks.generate import generate_task
-    from tasks.ingest import BUNDLED_DATA, ingest_task, resolve_data
+    from tasks.ingest import ingest_task
     from tasks.manifest import manifest_task
     from tasks.report import report_task
     from tasks.train import train_task
     from tasks.windows import windows_task
     from tsatlas.config import load_config
+    from tsatlas.ingest import BUNDLED_DATA, resolve_data
 
     cfg = load_config(sets=[f"train.epochs={a.epochs}", "train.patience=1000", "generate.eval_iterations=100"])
     data = resolve_data(BUNDLED_DATA)
-    kw = dict(ingest=cfg.ingest, windows=cfg.windows, train=cfg.train, cluster=cfg.cluster, generate=cfg.generate,
-              seed=cfg.seed)
+    kw = cfg.sections()
 
     def plain(root: str) -> None:
         ing = ingest_task.fn(data, root, cfg.ingest)
@@ -80,8 +80,8 @@ def main() -> None:
             f"generate.eval_iterations=100, a fresh root per run.")
     print(body)
     if not a.no_write:
-        from benchmarks.common import append_results
-        append_results("Orchestration overhead (benchmarks/overhead.py)", body)
+        from benchmarks.common import write_results
+        write_results("Orchestration overhead (benchmarks/overhead.py)", body)
 
 
 if __name__ == "__main__":

@@ -83,19 +83,18 @@ def make_data(path: str, n_windows: int) -> None:
 
 def child(stage: str, root: str, data: str, shipped_train: bool = False) -> None:
     """Run one stage on the refs left in root/refs.json; print seconds and memory as JSON."""
-    import logging
-
     from tasks.cluster import cluster_task
     from tasks.embed import embed_task
     from tasks.generate import generate_task
     from tasks.ingest import ingest_task
-    from tasks.train import fit_stage, stage_key
     from tasks.windows import windows_task
     from tsatlas.config import ClusterConfig, GenerateConfig, IngestConfig, TrainConfig, WindowsConfig
+    from tsatlas.catalog import StageRef
     from tsatlas.storage import Store
+    from tsatlas.trainer import train_stage
 
     refs_path = os.path.join(root, "refs.json")
-    refs = json.load(open(refs_path)) if os.path.exists(refs_path) else {}
+    refs = {k: StageRef.from_json(v) for k, v in json.load(open(refs_path)).items()} if os.path.exists(refs_path) else {}
     train = TrainConfig(epochs=1, batch_size=256, device="cpu")  # the shipped model and objective
     if not shipped_train:  # what the tables before 2026-11-28 measured: one step per recurrent step, plain MSE
         train = train.model_copy(update={"hidden": 32, "latent": 8, "patch": 1, "objective": "reconstruction"})
@@ -107,9 +106,7 @@ def child(stage: str, root: str, data: str, shipped_train: bool = False) -> None
     elif stage == "windows":
         ref = windows_task.fn(refs["ingest"], root, WindowsConfig(length=LENGTH, stride=STRIDE))
     elif stage == "train":
-        store = Store(root)
-        key = stage_key(refs["windows"], train, 0, None)
-        ref = fit_stage(store, key, refs["windows"], train, 0, None, logging.getLogger("bench"))
+        ref = train_stage(Store(root), refs["windows"], train, 0, None)
     elif stage == "embed":
         ref = embed_task.fn(refs["windows"], refs["train"], root, device="cpu")
     elif stage == "cluster":
@@ -120,7 +117,7 @@ def child(stage: str, root: str, data: str, shipped_train: bool = False) -> None
     seconds = time.perf_counter() - t0
     anon_peak = anon.stop()
     refs[stage] = ref
-    json.dump(refs, open(refs_path, "w"))
+    json.dump({k: v.to_json() for k, v in refs.items()}, open(refs_path, "w"))
     print(json.dumps({"stage": stage, "seconds": seconds, "base_mb": base, "peak_mb": peak_mb(),
                       "anon_base_mb": anon_base, "anon_peak_mb": anon_peak}))
 
@@ -211,8 +208,8 @@ def main() -> None:
     if not a.no_write:
         os.makedirs(os.path.dirname(a.out), exist_ok=True)
         json.dump(results, open(a.out, "w"), indent=1)
-        from benchmarks.common import append_results
-        append_results("Scaling curve (benchmarks/scaling.py)",
+        from benchmarks.common import write_results
+        write_results("Scaling curve (benchmarks/scaling.py)",
                        f"Length {LENGTH}, stride {STRIDE}, one channel; train = one epoch of GRU 32/8, batch 256, "
                        f"{'the shipped patch (auto) and objective (contrastive)' if a.shipped_train else 'patch 1, reconstruction'}, "
                        f"on the CPU; cluster k=8 (MiniBatchKMeans above 50k windows); generate 100 latent samples, "

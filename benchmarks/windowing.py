@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np  # noqa: E402
 
-from tasks.windows import make_windows  # noqa: E402
+from tsatlas.windowing import make_windows  # noqa: E402
 from tsatlas.config import WindowsConfig  # noqa: E402
 
 
@@ -65,8 +65,8 @@ def main() -> None:
                             "copy = `ndarray.copy()` of an array of the output's size (also a new array).")
     print(body)
     if not a.no_write:
-        from benchmarks.common import append_results
-        append_results("Windowing throughput (benchmarks/windowing.py)", body)
+        from benchmarks.common import write_results
+        write_results("Windowing throughput (benchmarks/windowing.py)", body)
 
 
 if __name__ == "__main__":

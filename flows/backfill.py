@@ -2,15 +2,44 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 
-from prefect import flow
+from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
-from tasks.backfill import partition_task, partitions
-from tasks.ingest import BUNDLED_DATA, resolve_data
+from tasks.common import open_store
+from tsatlas import catalog
 from tsatlas.config import ClusterConfig, GenerateConfig, IngestConfig, PipelineConfig, TrainConfig, WindowsConfig
 from tsatlas.errors import TsatlasError
+from tsatlas.ingest import BUNDLED_DATA, resolve_data
+from tsatlas.partitions import partition_name, partitions, record_key
+
+
+@task(name="partition", retries=0, persist_result=False)
+def run_partition(data: str, p: tuple[str, str], config: PipelineConfig, root: str,
+                  credentials: str | None = None) -> dict[str, Any]:
+    """The atlas flow for one partition unless it is recorded as done; never raises, so one
+    failed partition does not stop the others."""
+    # Imported here, not at the top: a Dask worker gets this function pickled by value, with only
+    # the globals its body uses, and the atlas flow's annotations need its own module's globals.
+    from flows.pipeline import atlas
+
+    store = open_store(root, credentials)
+    key = record_key(config, data, p)
+    row = {"partition": partition_name(p), "start": p[0], "end": p[1],
+           "worker": f"{socket.gethostname()}:{os.getpid()}"}  # where it ran: this process, or a Dask worker
+    if (done := catalog.partition_record(store, key)) is not None:
+        return {**row, **done, "state": "skipped (done before)"}
+    cfg = config.model_copy(update={"ingest": config.ingest.model_copy(update={"start": p[0], "end": p[1]})})
+    try:
+        m = atlas(data=data, root=root, credentials=credentials, **cfg.sections())
+    except Exception as e:  # reported in the table; the flow fails at the end
+        return {**row, "state": "failed", "error": str(e).splitlines()[0][:300]}
+    done = {"run_id": m["run_id"], "manifest": m["manifest_uri"]}
+    catalog.write_partition_record(store, key, done)
+    return {**row, **done, "state": "completed"}
 
 
 @flow(name="backfill")
@@ -41,7 +70,7 @@ def backfill(
     parts = partitions(start, end, every)
     rows: list[dict[str, Any]] = []
     for i in range(0, len(parts), max(1, max_concurrency)):  # bounded: one wave of submissions at a time
-        wave = [partition_task.submit(data, p, config, root, credentials) for p in parts[i:i + max_concurrency]]
+        wave = [run_partition.submit(data, p, config, root, credentials) for p in parts[i:i + max_concurrency]]
         rows += [f.result() for f in wave]
     create_table_artifact([{k: r.get(k, "") for k in ("partition", "state", "run_id", "manifest", "worker", "error")} for r in rows],
                           key="tsatlas-backfill", description=f"backfill {start} .. {end} every {every}")

@@ -14,6 +14,9 @@ from typing import Any
 
 # Prefect's ephemeral API needs ~20 s on a fresh PREFECT_HOME; its 20 s default can time out.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+# The core's log lines (stage starts and ends, warnings) also go to the run's log in Prefect.
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "tsatlas")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")  # core calls outside a run
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
@@ -66,6 +69,8 @@ def summary(m: dict[str, Any]) -> str:
         f"run {m['run_id']}",
         f"  data      {m['data']}",
         f"  ingest    {ing['rows_in']} rows in, {ing['series']} series, {len(ing['channels'])} channels, {ing['gaps_filled']} gaps filled",
+        f"            read as {ing.get('layout', '?')}: time column {ing.get('time_column')}, id column "
+        f"{ing.get('id_column')}, channels {', '.join(ing['channels'][:8])}{' ...' if len(ing['channels']) > 8 else ''}",
         f"  windows   {n} windows of {T} steps x {C} channels",
         f"  train     {tr['epochs']} epochs on {tr['device']}, {objective} loss {tr['train_loss']:.4f}, validation "
         f"{'idec' if objective == 'idec' else 'reconstruction'} loss {tr['val_loss']:.4f} (best {tr['best_val_loss']:.4f} at epoch {tr['best_epoch']})",
@@ -96,34 +101,58 @@ def _quiet_prefect() -> None:
         logging.getLogger(name).addFilter(_DropUserErrors())
 
 
+class _Stderr(logging.StreamHandler):
+    """A handler that writes to whatever sys.stderr is when a line is logged."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def _stage_lines() -> None:
+    """The core's progress (each stage as it starts, ends or is reused, with its seconds, and
+    warnings) as plain lines on stderr, flushed at once, at a terminal or piped to a log."""
+    log = logging.getLogger("tsatlas")
+    if not any(isinstance(h, _Stderr) for h in log.handlers):
+        h = _Stderr()
+        h.setFormatter(logging.Formatter("tsatlas: %(message)s"))
+        log.addHandler(h)
+    log.setLevel(logging.INFO)
+    log.propagate = False  # Prefect's console handler on the root would print them a second time
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from tsatlas.config import load_config
-    from tasks.ingest import BUNDLED_DATA, fingerprint, resolve_data
-    from tsatlas.storage import Store
+    from tsatlas.ingest import BUNDLED_DATA, fingerprint, resolve_data
+    from tsatlas.storage import Store, hide_secret, reveal
 
     cfg = load_config(args.config, args.sets, args.seed)
-    data = resolve_data(args.data or BUNDLED_DATA)
-    fingerprint(data)  # fail fast on a missing file or an unknown storage scheme, before Prefect starts
-    Store(args.root)
+    data = hide_secret(resolve_data(args.data or BUNDLED_DATA))  # a URL's password is never a flow parameter
+    fingerprint(reveal(data))  # fail fast on a missing file or an unknown storage scheme, before Prefect starts
+    Store(args.root).ensure_writable()
     from flows.pipeline import atlas
 
     if not args.verbose:
         _quiet_prefect()
-    manifest = atlas(data=data, root=args.root, ingest=cfg.ingest, windows=cfg.windows, train=cfg.train,
-                     cluster=cfg.cluster, generate=cfg.generate, seed=cfg.seed)
+    _stage_lines()
+    manifest = atlas(data=data, root=args.root, **cfg.sections())
     print(json.dumps(manifest, indent=2) if args.json else summary(manifest))
     return 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from tasks.ingest import BUNDLED_DATA, fingerprint, resolve_data
+    from tsatlas.ingest import BUNDLED_DATA, fingerprint, resolve_data
     from tsatlas.config import load_config
-    from tsatlas.storage import Store
+    from tsatlas.storage import Store, hide_secret, reveal
 
     cfg = load_config(args.config, args.sets, args.seed)
-    data = resolve_data(args.data or BUNDLED_DATA)
-    fingerprint(data)
-    Store(args.root)
+    data = hide_secret(resolve_data(args.data or BUNDLED_DATA))
+    fingerprint(reveal(data))
+    Store(args.root).ensure_writable()
     from flows.backfill import backfill
     from flows.runners import task_runner
 
@@ -132,9 +161,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         backfill = backfill.with_options(task_runner=runner)
     if not args.verbose:
         _quiet_prefect()
-    rows = backfill(start=args.start, end=args.end, every=args.every, data=data, root=args.root, ingest=cfg.ingest,
-                    windows=cfg.windows, train=cfg.train, cluster=cfg.cluster, generate=cfg.generate, seed=cfg.seed,
-                    max_concurrency=args.max_concurrency)
+    _stage_lines()
+    rows = backfill(start=args.start, end=args.end, every=args.every, data=data, root=args.root,
+                    max_concurrency=args.max_concurrency, **cfg.sections())
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
@@ -144,10 +173,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from tasks.ingest import fingerprint, resolve_data
+    from tsatlas.ingest import fingerprint, resolve_data
+    from tsatlas.storage import hide_secret, reveal
 
-    data = resolve_data(args.data)
-    fingerprint(data)
+    data = hide_secret(resolve_data(args.data))
+    fingerprint(reveal(data))
     from flows.score import score
 
     if not args.verbose:
@@ -188,10 +218,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from tasks.report import write_report
+    from tsatlas import catalog
+    from tsatlas.report import render
     from tsatlas.storage import Store
 
-    uri = write_report(Store(args.root), args.run_id, args.out)
+    store = Store(args.root)
+    manifest = catalog.read_manifest(store, args.run_id)
+    page = render(manifest, catalog.read_run_plots(store, manifest)).encode()
+    uri = catalog.write_report_page(store, manifest["run_id"], page)
+    if args.out:
+        with open(args.out, "wb") as f:
+            f.write(page)
     print(args.out or uri)
     return 0
 

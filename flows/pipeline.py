@@ -10,12 +10,13 @@ from prefect import flow
 from tasks.cluster import cluster_task
 from tasks.embed import embed_task
 from tasks.generate import generate_task
-from tasks.ingest import BUNDLED_DATA, resolve_data, ingest_task
+from tasks.ingest import ingest_task
 from tasks.manifest import manifest_task, new_run_id
 from tasks.report import report_task
 from tasks.train import train_task
 from tasks.windows import windows_task
 from tsatlas.config import ClusterConfig, GenerateConfig, IngestConfig, PipelineConfig, TrainConfig, WindowsConfig
+from tsatlas.ingest import BUNDLED_DATA, resolve_data
 
 
 @flow(name="atlas")

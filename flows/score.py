@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.ingest import resolve_data
+from tsatlas.ingest import resolve_data
 from tasks.score import score_task
 
 

@@ -1,4 +1,4 @@
-"""What every stage task shares: retry policy, the store, and the skip-if-done rule."""
+"""What every stage task shares: retry policy, the store, and the run logger."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from prefect.tasks import exponential_backoff
 
-from tsatlas.errors import ConfigError, CorruptArtifactError, InputError
+from tsatlas.errors import ConfigError, CorruptArtifactError, InputError, NonFiniteLossError
 from tsatlas.storage import Store
 
 
 def _retry_unless_user_error(task, task_run, state) -> bool:
-    """Bad input, bad config or a corrupt artifact fails at once: retrying cannot fix it."""
+    """Bad input, bad config, a corrupt artifact or a diverged fit fails at once: retrying cannot fix it."""
     try:
         state.result()
-    except (InputError, ConfigError, CorruptArtifactError):
+    except (InputError, ConfigError, CorruptArtifactError, NonFiniteLossError):
         return False
     except Exception:
         return True

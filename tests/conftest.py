@@ -35,6 +35,12 @@ TINY = {
 # the same, as `tsatlas run` arguments
 SETS = [a for s, kv in TINY.items() for k, v in kv.items() for a in ("--set", f"{s}.{k}={v}")]
 
+def error_lines(stderr: str) -> list[str]:
+    """stderr without the CLI's progress lines ("tsatlas: ingest   started", warnings): what is
+    left of a failed run must be its one error line."""
+    return [ln for ln in stderr.strip().splitlines() if not ln.startswith("tsatlas: ") or ln.startswith("tsatlas: error: ")]
+
+
 # Debian's Chromium, headless, as root, with no network
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import SETS, make_long
 from flows.cli import main
-from tasks.backfill import partition_name, partitions
+from tsatlas.partitions import partition_name, partitions
 from tsatlas.errors import ConfigError
 
 

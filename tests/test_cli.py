@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import SETS, make_long
+from conftest import SETS, error_lines, make_long
 from flows.cli import main
 
 
@@ -62,7 +62,7 @@ def test_bad_input_one_line_nonzero_no_manifest(prefect_harness, tmp_path, capsy
     for data, message in _bad_inputs(tmp_path):
         root = tmp_path / "art"
         assert main(["run", "--data", data, "--root", str(root), *SETS]) == 2
-        err = capsys.readouterr().err.strip().splitlines()
+        err = error_lines(capsys.readouterr().err)
         assert err == [f"tsatlas: error: {err[-1].split('error: ', 1)[1]}"] and message in err[0], err
         assert not _manifests(root)
 
@@ -85,15 +85,23 @@ def test_console_script_missing_file(tmp_path):
 
 
 @pytest.mark.skipif(not shutil.which("script"), reason="needs util-linux `script` for a pseudo-terminal")
-def test_progress_bar_in_a_terminal(prefect_harness, tiny_csv, tmp_path):
-    """At a terminal the train stage draws a progress bar on stderr (and only there)."""
+def test_stage_lines_as_they_happen_piped_and_at_a_terminal(prefect_harness, tiny_csv, tmp_path):
+    """Each stage prints a line to stderr as it starts and ends (with its seconds) or is reused,
+    and training one per epoch, whether stderr is a terminal or a pipe; stdout keeps the summary."""
     from prefect.settings import PREFECT_API_URL
 
     exe = os.path.join(os.path.dirname(sys.executable), "tsatlas")
-    cmd = " ".join([exe, "run", "--data", tiny_csv, "--root", str(tmp_path / "art"), *SETS])
+    cmd = [exe, "run", "--data", tiny_csv, "--root", str(tmp_path / "art"), *SETS]
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
-    tty = subprocess.run(["script", "-qc", cmd, "/dev/null"], env=env, capture_output=True, text=True, timeout=300)
+    piped = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert piped.returncode == 0, piped.stderr[-2000:]
+    err = piped.stderr.splitlines()
+    for stage in ("ingest", "windows", "train", "embed", "cluster", "generate", "report"):
+        assert f"tsatlas: {stage:<8} started" in err and any(ln.startswith(f"tsatlas: {stage:<8} done in ") for ln in err), err
+    assert any("epoch 3/3" in ln for ln in err) and "run " in piped.stdout and "tsatlas:" not in piped.stdout
+    tty = subprocess.run(["script", "-qc", " ".join(cmd), "/dev/null"], env=env, capture_output=True, text=True,
+                         timeout=300)
     assert tty.returncode == 0, tty.stdout[-2000:]
-    assert "train [" in tty.stdout and "epoch 3/3" in tty.stdout
-    piped = subprocess.run(cmd.split(), env=env, capture_output=True, text=True, timeout=300)
-    assert piped.returncode == 0 and "train [" not in piped.stdout + piped.stderr
+    assert "tsatlas: train    reused" in tty.stdout and "tsatlas: ingest   reused" in tty.stdout
+
+

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tasks.cluster import cluster_embeddings
+from tsatlas.clustering import cluster_embeddings
 from tsatlas.config import ClusterConfig
 from tsatlas.errors import ConfigError
 
@@ -40,7 +40,7 @@ def test_k_larger_than_windows_is_an_error():
 
 
 def test_assign_matches_the_fitted_labels():
-    from tasks.cluster import assign
+    from tsatlas.clustering import assign
 
     Z, _ = _blobs()
     c = cluster_embeddings(Z, Z[:3], ClusterConfig(k=3))
@@ -57,7 +57,7 @@ def test_minibatch_kmeans_above_the_threshold(monkeypatch):
     monkeypatch.setattr(tcl, "MINIBATCH_ABOVE", 50)
     used = []
     real = tcl.kmeans
-    monkeypatch.setattr("tasks.cluster.kmeans", lambda *a: used.append(real(*a)) or used[-1])
+    monkeypatch.setattr("tsatlas.clustering.kmeans", lambda *a: used.append(real(*a)) or used[-1])
     Z, truth = _blobs()
     c = cluster_embeddings(Z, Z[:3], ClusterConfig(k=3))
     assert isinstance(used[0], MiniBatchKMeans)

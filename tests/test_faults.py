@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SETS, make_long
+from conftest import SETS, error_lines, make_long
 from flows.cli import main
 
 
@@ -98,7 +98,7 @@ def test_bad_input_table(prefect_harness, tmp_path, capsys, name):
     args, expected = _case(tmp_path, name)
     root = tmp_path / "art"
     code = main(["run", "--root", str(root), *SETS, *args] if "--root" not in args else ["run", *SETS, *args])
-    err = capsys.readouterr().err.strip().splitlines()
+    err = error_lines(capsys.readouterr().err)
     assert code == 2
     assert len(err) == 1 and err[0].startswith("tsatlas: error: ") and expected in err[0], err
     assert not _manifests(root)
@@ -148,7 +148,8 @@ def test_sigkill_during_training_then_rerun_resumes(prefect_harness, tmp_path, t
 
 def test_malicious_checkpoint_is_refused_and_never_runs(prefect_harness, tmp_path, tiny_csv, capsys):
     from tsatlas.config import load_config
-    from tsatlas.storage import code_version, digest
+    from tsatlas.stage import stage_key
+    from tsatlas.trainer import train_config
 
     root = tmp_path / "art"
     assert main(["run", "--data", tiny_csv, "--root", str(root), "--json", *SETS]) == 0
@@ -156,7 +157,7 @@ def test_malicious_checkpoint_is_refused_and_never_runs(prefect_harness, tmp_pat
 
     m = json.loads(capsys.readouterr().out)
     cfg = load_config(sets=[SETS[i + 1] for i in range(0, len(SETS), 2)] + ["train.epochs=4"])
-    key = digest("train", m["stages"]["windows"]["sha256"], cfg.train.model_dump(), cfg.seed, code_version())
+    key = stage_key("train", [m["stages"]["windows"]["sha256"]], train_config(cfg.train, cfg.seed, None))
     marker = tmp_path / "payload-ran"
 
     class Payload:
@@ -194,7 +195,7 @@ def test_full_disk_clear_error_and_no_half_artifact(prefect_harness, tmp_path, t
     for t in (ingest_task, windows_task, train_task, embed_task, cluster_task, generate_task):
         monkeypatch.setattr(t, "retry_delay_seconds", [0, 0])
     assert main(["run", "--data", tiny_csv, "--root", str(tiny_disk), *SETS]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = error_lines(capsys.readouterr().err)
     assert len(err) == 1 and "write failed" in err[0] and "No space left on device" in err[0], err
     assert not _manifests(tiny_disk)
     # nothing half-written: no temp files, and every attempt folder left behind is a published one
@@ -231,7 +232,7 @@ def test_wrong_s3_credentials(prefect_harness, tmp_path, capsys, monkeypatch):
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG1")
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-value")
         code = main(["run", "--data", "s3://locked/d.csv", "--root", str(tmp_path / "art"), *SETS])
-        err = capsys.readouterr().err.strip().splitlines()
+        err = error_lines(capsys.readouterr().err)
     finally:
         server.stop()
     assert code == 2 and len(err) == 1, err

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from tasks.generate import allocate, chain, sample_latent, series_table, to_original_units
-from tasks.windows import Windows
+from tsatlas.generation import allocate, chain, sample_latent, series_table, to_original_units
+from tsatlas.windowing import Windows
 from tsatlas.gan import GANSchedule, sample_timegan, train_timegan
 from tsatlas.metrics import (autocorrelation_distance, discriminative_score, generation_scores, marginal_distance,
                              predictive_score, repeated)
@@ -25,7 +25,7 @@ def test_latent_samples_stay_near_their_cluster():
 
 
 def test_a_big_cluster_fits_its_mixture_on_a_sample(monkeypatch):
-    import tasks.generate as gen
+    import tsatlas.generation as gen
     monkeypatch.setattr(gen, "GMM_FIT_AT_MOST", 100)
     fitted = []
     real_fit = gen.GaussianMixture.fit

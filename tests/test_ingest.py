@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks.ingest import gap_runs, ingest_table
+from tsatlas.ingest import gap_runs, ingest_table
 from tsatlas.config import IngestConfig
 from tsatlas.errors import InputError
 
@@ -111,7 +111,7 @@ def test_gap_runs_against_a_loop():
 def _streamed(path, cfg, tmp_path, monkeypatch, rows=29):
     import pyarrow.parquet as pq
 
-    import tasks.ingest as ti
+    import tsatlas.ingest as ti
     monkeypatch.setattr(ti, "STREAM_ROWS", rows)  # batches end inside series
     out = str(tmp_path / "out.parquet")
     res = ti.stream_parquet(path, cfg, None, out)
@@ -149,3 +149,52 @@ def test_series_not_contiguous_fall_back_to_reading_whole(tmp_path, monkeypatch)
     df = make_long(n_series=3, steps=40).sample(frac=1, random_state=0)
     res, _ = _streamed(_write(df, tmp_path / "d.parquet"), IngestConfig(), tmp_path, monkeypatch)
     assert res is None
+
+
+def _stock(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    close = 100 + np.cumsum(rng.standard_normal(n))
+    return pd.DataFrame({"Open": close + 0.1, "High": close + 1, "Low": close - 1, "Close": close,
+                         "Adj_Close": close * 0.98, "Volume": rng.integers(1_000_000, 2_000_000, n)})
+
+
+def test_a_table_without_time_or_id_column_is_one_series_of_channels(tmp_path, caplog):
+    path = tmp_path / "stock.csv"
+    _stock().to_csv(path, index=False)
+    with caplog.at_level("WARNING", logger="tsatlas"):
+        out = ingest_table(str(path), IngestConfig())
+    assert out.info["layout"] == "single" and out.info["series"] == 1 and out.info["time_column"] is None
+    assert out.channels == ["Open", "High", "Low", "Close", "Adj_Close", "Volume"]
+    assert any("read as single" in r.message and "ingest.layout=wide" in r.message for r in caplog.records)
+
+
+def test_an_integer_step_column_is_the_time_axis_not_a_series(tmp_path, caplog):
+    df = _stock()
+    df.insert(0, "n", np.arange(len(df)) * 5)
+    path = tmp_path / "stock_steps.csv"
+    df.to_csv(path, index=False)
+    with caplog.at_level("WARNING", logger="tsatlas"):
+        out = ingest_table(str(path), IngestConfig())  # a time axis and no id: wide, with a warning
+    assert out.info["time_column"] == "n" and out.info["step"] == 5 and out.info["layout"] == "wide"
+    assert sorted(out.frame["series_id"].unique()) == sorted(_stock().columns)  # the counter is not a series
+    assert any("set ingest.layout=single" in r.message for r in caplog.records)
+    single = ingest_table(str(path), IngestConfig(layout="single"))
+    assert single.info["series"] == 1 and single.channels == list(_stock().columns)
+
+
+def test_wide_table_with_ragged_edges_is_trimmed_and_gaps_name_the_users_column(tmp_path):
+    t = pd.date_range("2024-01-01", periods=48, freq="1h", tz="UTC")
+    df = pd.DataFrame({"timestamp": t, "site_a": np.arange(48.0), "site_b": np.arange(48.0)})
+    df.loc[:4, "site_a"] = np.nan     # starts 5 hours later
+    df.loc[40:, "site_b"] = np.nan    # ends 8 hours earlier
+    path = tmp_path / "wide.csv"
+    df.to_csv(path, index=False)
+    out = ingest_table(str(path), IngestConfig(max_gap=3))
+    assert out.info["layout"] == "wide" and out.info["gaps_filled"] == 0
+    sizes = out.frame.groupby("series_id").size().to_dict()
+    assert sizes == {"site_a": 43, "site_b": 40}
+    df.loc[20:25, "site_b"] = np.nan  # a real gap inside the series
+    df.to_csv(path, index=False)
+    with pytest.raises(InputError, match=r"wide\.csv: column 'site_b': 6 missing or non-finite steps") as e:
+        ingest_table(str(path), IngestConfig(max_gap=3))
+    assert "'value'" not in str(e.value)

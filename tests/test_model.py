@@ -20,7 +20,8 @@ def _data(n=64, T=12, C=3, seed=0):
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 @pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, True)])
 def test_shapes(cell, layers, bidirectional):
-    net = RecurrentAutoencoder(AEConfig(n_channels=3, cell=cell, hidden=8, latent=5, layers=layers,
+    net = RecurrentAutoencoder(AEConfig(n_channels=3, cell=cell, hidden=8, latent=5, layers=layers, dropout=0.0,
+                                        teacher_forcing=0.0,
                                         bidirectional=bidirectional))
     recon, z = net(torch.zeros(4, 11, 3))
     assert recon.shape == (4, 11, 3) and z.shape == (4, 5)
@@ -75,7 +76,8 @@ def test_sklearn_contract():
 
 def test_teacher_forcing_feeds_the_true_previous_value_in_training_and_its_own_output_at_inference():
     torch.manual_seed(0)
-    net = RecurrentAutoencoder(AEConfig(n_channels=2, hidden=8, latent=3, teacher_forcing=1.0))
+    net = RecurrentAutoencoder(AEConfig(n_channels=2, cell="gru", hidden=8, latent=3, layers=1, bidirectional=False, dropout=0.0,
+                                          teacher_forcing=1.0))
     dec, x = net.decoder, torch.randn(4, 9, 2)
     z = net.encoder(x)
 

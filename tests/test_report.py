@@ -67,7 +67,7 @@ def test_report_of_an_unknown_run(tmp_path, capsys):
 
 
 def test_figures_are_inlined_while_they_fit_and_linked_after():
-    from tasks.report import figures_markdown
+    from tsatlas.report import figures_markdown
     images = {"a": b"x" * 300, "b": b"y" * 600, "c": b"z" * 30}  # base64: 400, 800, 40 bytes
     uris = {n: f"file:///runs/r/plots/{n}.png" for n in images}
     md = figures_markdown(images, uris, budget=500)

@@ -1,8 +1,10 @@
 """Scale-out on existing engines: torch DDP (gloo, two CPU processes) for training."""
 
 import numpy as np
+import pandas as pd
 
 from test_flow import _run
+from tsatlas import catalog
 from tsatlas.storage import Store
 
 
@@ -13,7 +15,7 @@ def test_ddp_training_in_two_gloo_processes_through_the_flow(prefect_harness, ti
     assert tr["processes"] == 2 and tr["device"] == "cpu"
     assert tr["replicas_identical"] is True  # gradients were all-reduced: both replicas ended equal
     assert tr["epochs"] == 4 and np.isfinite(tr["val_loss"])
-    hist = Store(root).read_stage_table(m["stages"]["train"], "history.parquet").to_pandas()
+    hist = pd.DataFrame(catalog.read_history(Store(root), catalog.stage_ref(m, "train")))
     assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0]
     assert m["metrics"]["cluster"]["k"] == 2  # the rest of the flow ran on the DDP-trained model
 

@@ -43,3 +43,27 @@ def test_score_with_other_channels_is_refused(prefect_harness, tiny_csv, tmp_pat
     make_long(n_series=2, steps=60, channels=3).to_csv(path, index=False)
     assert main(["score", "--data", str(path), "--root", root]) == 2
     assert "differ from the trained model's" in capsys.readouterr().err
+
+
+def test_scoring_the_training_data_flags_about_one_percent_and_new_data_is_put_on_the_grid(
+        prefect_harness, tiny_csv, tmp_path, capsys):
+    import pandas as pd
+
+    root = str(tmp_path / "art")
+    assert main(["run", "--data", tiny_csv, "--root", root, "--json", *SETS]) == 0
+    run = json.loads(capsys.readouterr().out)
+    assert run["summary"]["windows"]["grid"] == {"period": 8 * 3600 * 10**9, "phase": 0, "share": 1.0}
+    assert main(["score", "--data", tiny_csv, "--root", root, "--json"]) == 0
+    same = json.loads(capsys.readouterr().out)
+    assert same["windows"] == 114 and same["anomalies"] <= 2  # the 99th percentile of these very windows
+
+    shifted = pd.read_csv(tiny_csv).groupby("series_id").apply(lambda g: g.iloc[3:], include_groups=False)
+    path = tmp_path / "shifted.csv"
+    shifted.reset_index(level=0).to_csv(path, index=False)  # each series starts 3 hours into a window
+    assert main(["score", "--data", str(path), "--root", root, "--json"]) == 0
+    out = capsys.readouterr()
+    r = json.loads(out.out)
+    assert "starts off the training windows' grid: skipped the first 30 rows (6 series)" in out.err
+    starts = pq.read_table(r["uri"]).to_pandas()["start"]
+    assert (pd.to_datetime(starts).dt.hour % 8 == 0).all()  # the training windows' phase
+    assert r["windows"] == 6 * 18 and r["anomalies"] <= 2

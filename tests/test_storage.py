@@ -3,6 +3,7 @@ import os
 import pyarrow as pa
 import pytest
 
+from tsatlas import catalog
 from tsatlas.errors import StorageError
 from tsatlas.storage import Store, check_key
 
@@ -25,14 +26,16 @@ def test_corrupt_artifact_is_refused_with_a_clear_message(tmp_path):
 
 def test_stage_attempts_publish_last_and_never_clobber(tmp_path):
     s = Store(str(tmp_path))
-    assert s.stage_done("train", "abc") is None
+    assert catalog.find(s, "train", "abc") is None
     with s.stage("train", "abc") as one, s.stage("train", "abc") as two:
         one.put_bytes("model.pt", b"first")
         two.put_bytes("model.pt", b"second")
-        ref1 = one.finish("model.pt", 1, metrics={"epochs": 1})
-        ref2 = two.finish("model.pt", 1)
-    assert s.stage_done("train", "abc") == ref2 and ref1["prefix"] != ref2["prefix"]
-    assert s.read_stage_bytes(ref1, "model.pt") == b"first" and s.read_stage_bytes(ref2, "model.pt") == b"second"
+        ref1 = catalog.finish(one, "model.pt", 1, metrics={"epochs": 1})
+        ref2 = catalog.finish(two, "model.pt", 1)
+    assert catalog.find(s, "train", "abc") == ref2 and ref1.prefix != ref2.prefix
+    assert isinstance(ref2, catalog.ModelRef)
+    assert s.get_bytes(f"{ref1.prefix}/model.pt", ref1.sha256) == b"first"
+    assert s.get_bytes(f"{ref2.prefix}/model.pt", ref2.sha256) == b"second"
 
 
 def test_failed_attempt_leaves_nothing(tmp_path):
@@ -41,7 +44,7 @@ def test_failed_attempt_leaves_nothing(tmp_path):
         with s.stage("embed", "k") as w:
             w.put_bytes("a.parquet", b"half")
             raise RuntimeError("crash before finish")
-    assert s.stage_done("embed", "k") is None
+    assert catalog.find(s, "embed", "k") is None
     assert not os.path.exists(tmp_path / "stages/embed/k") or not os.listdir(tmp_path / "stages/embed/k")
 
 

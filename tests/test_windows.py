@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.windows import cut, from_table, make_windows, to_table, window_starts
+from tsatlas.windowing import cut, from_table, make_windows, scaler_table, to_table, window_starts
 from tsatlas.config import WindowsConfig
 from tsatlas.errors import InputError
 
@@ -57,14 +57,20 @@ def test_short_series_skipped_with_warning_all_short_is_an_error():
         make_windows(values, bounds, ids, WindowsConfig(length=50))
 
 
-def test_table_round_trip():
+@pytest.mark.parametrize("scope", ["global", "series", "window", "none"])
+def test_table_round_trip(scope):
     values, bounds, ids = _series([30, 50], C=3)
-    w, _ = make_windows(values, bounds, ids, WindowsConfig(length=6, stride=4, scale="series"))
-    t = to_table(w, None, bounds, ["a", "b", "c"], "series")
-    w2, channels = from_table(t)
+    w, _ = make_windows(values, bounds, ids, WindowsConfig(length=6, stride=4, scale=scope))
+    t = to_table(w, None, bounds, ["a", "b", "c"], scope)
+    scaler = scaler_table(w, scope)
+    # loc/scale per window only where they differ per window; otherwise one row per scope
+    assert ("loc" in t.column_names) == (scope == "window")
+    assert len(scaler) == {"global": 1, "series": 2, "window": 0, "none": 0}[scope]
+    w2, channels = from_table(t, scaler=scaler)
     assert channels == ["a", "b", "c"]
     np.testing.assert_array_equal(w2.X, w.X)
     np.testing.assert_array_equal(w2.loc, w.loc)
+    np.testing.assert_array_equal(w2.scale, w.scale)
     np.testing.assert_array_equal(w2.series_ids[w2.series], ids[w.series])
 
 
@@ -90,9 +96,11 @@ def test_property_any_shape_round_trips_and_stays_finite(lengths, T, stride, C, 
 
 @pytest.mark.parametrize("scale", ["global", "series", "window", "none"])
 def test_streamed_stage_equals_the_whole_table_in_memory(tmp_path, monkeypatch, scale):
-    import tasks.windows as tw
+    import tasks.windows
+    import tsatlas.windowing as tw
     from conftest import make_long
     from tasks.ingest import ingest_task
+    from tsatlas import catalog
     from tsatlas.config import IngestConfig
     from tsatlas.storage import Store
 
@@ -106,15 +114,15 @@ def test_streamed_stage_equals_the_whole_table_in_memory(tmp_path, monkeypatch, 
     cfg = WindowsConfig(length=16, stride=5, scale=scale)
     monkeypatch.setattr(tw, "BATCH_ROWS", 37)         # batches end inside series: carries and multi-batch series
     monkeypatch.setattr(tw, "GROUP_BYTES", 16 * 2 * 4 * 7)  # row groups of 7 windows: the memory map is built piecewise
-    ref = tw.windows_task.fn(ing, root, cfg)
-    w, channels, ids = tw.load_windows(Store(root), ref)
+    ref = tasks.windows.windows_task.fn(ing, root, cfg)
+    w, channels, ids = catalog.read_windows(Store(root), ref)
     assert isinstance(w.X, np.memmap) and not w.X.flags.writeable
 
-    table = Store(root).read_stage_table(ing, "series.parquet")
+    table = pq.read_table(catalog.series_path(Store(root), ing))
     values, bounds, sids = tw._values(table, channels)
     whole, _ = make_windows(values, bounds, sids, cfg)
-    assert ref["shape"] == list(whole.X.shape) and ids.column("window_id").to_pylist() == list(range(len(whole.X)))
+    assert ref.shape == list(whole.X.shape) and ids.column("window_id").to_pylist() == list(range(len(whole.X)))
     np.testing.assert_allclose(w.X, whole.X, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(w.original_units(), whole.original_units(), rtol=1e-5, atol=1e-3)
-    pf = pq.ParquetFile(Store(root).stage_local_copy(ref, "windows.parquet"))
+    pf = pq.ParquetFile(catalog.local_path(Store(root), ref, catalog.WINDOWS))
     assert pf.num_row_groups > 3 and pf.metadata.row_group(0).num_rows == 8  # 7 + 1: written, and read back, in pieces

@@ -34,10 +34,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from tsatlas.clustering import choose_k, kmeans
+from tsatlas.config import ClusterConfig, TrainConfig
 from tsatlas.nn import AEConfig, RecurrentAutoencoder, sharpened_target
 from tsatlas.training import Rows, autocast, fit, pick_device, world
 
 log = logging.getLogger(__name__)
+
+# The defaults are the config's (TrainConfig, ClusterConfig): one place, nothing to drift.
+_T = {name: f.default for name, f in TrainConfig.model_fields.items()}
+_C = {name: f.default for name, f in ClusterConfig.model_fields.items()}
 
 _ARCH = ("cell", "hidden", "latent", "layers", "bidirectional", "dropout", "teacher_forcing")
 AUTO_STEPS = 8  # patch="auto": the fewest steps per recurrent step that leave at most this many recurrent steps
@@ -105,14 +110,16 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
     `n_clusters_` (0 unless objective="idec"), `cluster_centers_`.
     """
 
-    def __init__(self, cell: str = "gru", layers: int = 1, hidden: int = 32, latent: int = 8,
-                 bidirectional: bool = False, dropout: float = 0.0, teacher_forcing: float = 0.0, patch: int | str = "auto",
-                 objective: str = "contrastive", contrastive_weight: float = 0.3,
-                 cluster_weight: float = 0.1, cluster_epochs: int = 10,
-                 n_clusters: int | str = "auto", k_min: int = 2, k_max: int = 8,
-                 epochs: int = 12, batch_size: int = 64, min_batches: int = 5,
-                 lr: float = 1e-2, weight_decay: float = 1e-4, patience: int = 4, val_fraction: float = 0.2,
-                 clip_norm: float = 1.0, device: str = "auto", random_state: int = 0):
+    def __init__(self, cell: str = _T["cell"], layers: int = _T["layers"], hidden: int = _T["hidden"],
+                 latent: int = _T["latent"], bidirectional: bool = _T["bidirectional"], dropout: float = _T["dropout"],
+                 teacher_forcing: float = _T["teacher_forcing"], patch: int | str = _T["patch"],
+                 objective: str = _T["objective"], contrastive_weight: float = _T["contrastive_weight"],
+                 cluster_weight: float = _T["cluster_weight"], cluster_epochs: int = _T["cluster_epochs"],
+                 n_clusters: int | str = _C["k"], k_min: int = _C["k_min"], k_max: int = _C["k_max"],
+                 epochs: int = _T["epochs"], batch_size: int = _T["batch_size"], min_batches: int = _T["min_batches"],
+                 lr: float = _T["lr"], weight_decay: float = _T["weight_decay"], patience: int = _T["patience"],
+                 val_fraction: float = _T["val_fraction"], clip_norm: float = _T["clip_norm"], device: str = _T["device"],
+                 random_state: int = 0):
         self.cell = cell
         self.layers = layers
         self.hidden = hidden

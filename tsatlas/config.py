@@ -6,10 +6,12 @@ The section and key names are a public contract (the Prefect UI form, YAML files
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any, Literal
 
+import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tsatlas.errors import ConfigError
 
@@ -34,6 +36,54 @@ class IngestConfig(_Section):
     max_gap: int = Field(3, ge=0, le=10_000, description="Longest run of missing steps that is filled by interpolation.")
     start: str | None = Field(None, description="Only rows at or after this time (inclusive).")
     end: str | None = Field(None, description="Only rows before this time (exclusive).")
+
+
+    @field_validator("freq", "start", "end", mode="before")
+    @classmethod
+    def _as_text(cls, v: Any) -> Any:
+        """YAML and --set read 2024-01-31 as a date and 1 as an int: both mean the text."""
+        if isinstance(v, (dt.date, int)) and not isinstance(v, bool):
+            return v.isoformat() if isinstance(v, dt.date) else str(v)
+        return v
+
+    @field_validator("freq")
+    @classmethod
+    def _freq(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            ok = int(v) > 0 if v.strip().lstrip("+-").isdigit() else pd.Timedelta(v) > pd.Timedelta(0)
+        except (ValueError, TypeError):
+            ok = False
+        if not ok:
+            raise ValueError(f"{v!r} is not a positive time step such as '1h', '15min', '1D', or '1' for integer steps")
+        return v
+
+    @field_validator("start", "end")
+    @classmethod
+    def _bound(cls, v: str | None) -> str | None:
+        if v is None or v.strip().lstrip("+-").isdigit():
+            return v
+        try:
+            pd.Timestamp(v)
+        except (ValueError, TypeError):
+            raise ValueError(f"{v!r} is not a date or time such as 2024-01-31 or 2024-01-31T12:00Z, "
+                             "nor an integer step") from None
+        return v
+
+    @model_validator(mode="after")
+    def _range(self) -> IngestConfig:
+        if self.start is not None and self.end is not None:
+            a, b = (int(x) if x.strip().lstrip("+-").isdigit() else pd.Timestamp(x) for x in (self.start, self.end))
+            if type(a) is type(b) and not _tz_naive_lt(a, b):
+                raise ValueError(f"start ({self.start}) must be before end ({self.end})")
+        return self
+
+
+def _tz_naive_lt(a: Any, b: Any) -> bool:
+    if isinstance(a, pd.Timestamp):
+        a, b = (x.tz_convert("UTC").tz_localize(None) if x.tz is not None else x for x in (a, b))
+    return a < b
 
 
 class WindowsConfig(_Section):
@@ -134,6 +184,10 @@ class PipelineConfig(_Section):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for every random step.")
+
+    def sections(self) -> dict[str, Any]:
+        """The flows' parameters: one per stage section, plus seed (`atlas(data=..., **cfg.sections())`)."""
+        return {name: getattr(self, name) for name in type(self).model_fields}
 
 
 def _format_error(err: ValidationError, prefix: str = "") -> str:

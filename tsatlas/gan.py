@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tsatlas.config import GenerateConfig
 from tsatlas.timegan import TimeGAN, TimeGANConfig
 from tsatlas.training import pick_device
 
@@ -21,8 +22,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class GANSchedule:
-    iterations: int = 2000    # per phase (the paper: 10,000 at batch 128)
-    batch_size: int = 128
+    iterations: int = GenerateConfig.model_fields["gan_iterations"].default  # per phase (the paper: 10,000)
+    batch_size: int = GenerateConfig.model_fields["gan_batch_size"].default
     lr: float = 1e-3
     gamma: float = 1.0        # weight of the unsupervised loss on E_hat
     d_threshold: float = 0.15  # the discriminator is only updated while its loss is above this
@@ -33,7 +34,9 @@ def _batch(n: int, size: int, gen: torch.Generator, device: torch.device) -> tor
     return torch.randint(0, n, (min(size, n),), generator=gen).to(device)
 
 
-def train_timegan(X: np.ndarray, clusters: np.ndarray | None = None, *, hidden: int = 24, layers: int = 3,
+def train_timegan(X: np.ndarray, clusters: np.ndarray | None = None, *,
+                  hidden: int = GenerateConfig.model_fields["gan_hidden"].default,
+                  layers: int = GenerateConfig.model_fields["gan_layers"].default,
                   schedule: GANSchedule | None = None, seed: int = 0, device: str = "auto") -> tuple[TimeGAN, list]:
     """Fit a (cluster-conditional) TimeGAN to windows X (n, T, C).
 

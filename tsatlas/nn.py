@@ -10,16 +10,18 @@ from torch import nn
 
 @dataclass
 class AEConfig:
+    """The network's shape; no defaults here (they live in tsatlas.config.TrainConfig)."""
+
     n_channels: int            # C, input features per step
-    cell: str = "gru"          # "gru" trains faster; "lstm" for longer memory
-    hidden: int = 64           # units per recurrent layer
-    latent: int = 16           # size of z; small enough that K-means in z is meaningful
-    layers: int = 1            # stacked recurrent layers in encoder and decoder
-    bidirectional: bool = False  # encoder only; the decoder runs forward in time
-    dropout: float = 0.0       # between stacked layers (torch ignores it for one layer)
-    teacher_forcing: float = 0.0  # > 0: the decoder also sees the previous value (true one with this probability)
+    cell: str                  # "gru" trains faster; "lstm" for longer memory
+    hidden: int                # units per recurrent layer
+    latent: int                # size of z; small enough that K-means in z is meaningful
+    layers: int                # stacked recurrent layers in encoder and decoder
+    bidirectional: bool        # encoder only; the decoder runs forward in time
+    dropout: float             # between stacked layers (torch ignores it for one layer)
+    teacher_forcing: float     # > 0: the decoder also sees the previous value (true one with this probability)
     n_clusters: int = 0        # > 0: learnable cluster centres in z for the joint (IDEC) objective
-    patch: int = 1             # time steps folded into one recurrent step (frame stacking)
+    patch: int = 1             # time steps folded into one recurrent step (1: none; the estimator resolves "auto")
 
 
 def to_patches(x: torch.Tensor, patch: int) -> torch.Tensor:

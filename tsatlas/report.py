@@ -1,11 +1,17 @@
-"""A self-contained HTML report of one run: the manifest's numbers and the run's figures
-inlined as base64 PNG, no scripts, no network."""
+"""What a person looks at after a run: its figures (drawn from the stage outputs), the markdown
+that Prefect's artifacts show, and a self-contained HTML report (the manifest's numbers and the
+figures inlined as base64 PNG, no scripts, no network)."""
 
 from __future__ import annotations
 
 import base64
 import html
 from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tsatlas import plots
 
 CAPTIONS = {
     "loss": "Training and validation loss of the recurrent autoencoder. The model kept is the one with the "
@@ -22,6 +28,96 @@ CAPTIONS = {
 }
 TITLES = {"loss": "Training", "embeddings": "Embedding map", "prototypes": "Cluster prototypes",
           "real_vs_synthetic": "Real vs synthetic", "errors": "Reconstruction errors"}
+
+
+MAX_MEMBERS = 2000  # windows per cluster drawn in bands and overlays
+
+
+def synthetic_windows(table: pa.Table, channels: list[str], steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """The synthetic series table -> (first `steps` of each series (n, steps, C), cluster (n,))."""
+    cluster = table.column("cluster").to_numpy()
+    ids = table.column("series_id").to_numpy(zero_copy_only=False)
+    L = int(len(table) // max(1, len(np.unique(ids))))
+    cols = [c for c in table.column_names if c not in ("series_id", "timestamp", "cluster")]
+    X = np.column_stack([table.column(c).to_numpy() for c in cols]).reshape(-1, L, len(channels))
+    return X[:, :steps], cluster[::L]
+
+
+def figures(ae: Any, w: Any, channels: list[str], Z: np.ndarray, recon_error: np.ndarray, threshold: float,
+            labels: np.ndarray, centroids: np.ndarray, synthetic: pa.Table, history: list[dict[str, Any]],
+            seed: int = 0) -> tuple[dict[str, bytes], np.ndarray]:
+    """Every figure of a run (name -> PNG) and the decoded prototypes (k, T, C) in original units.
+
+    Args:
+        ae: the fitted autoencoder; w: the windows (catalog.read_windows); Z, recon_error: the
+            embeddings; labels: (n,) clusters; centroids: (k, D) in z units.
+    """
+    rng = np.random.default_rng(seed)
+    k, T = len(centroids), w.X.shape[1]
+    proto_std = ae.decode(centroids, steps=T)  # (k, T, C) standardised
+    members, proto = [], np.empty_like(proto_std)
+    for c in range(k):
+        idx = np.flatnonzero(labels == c)
+        proto[c] = proto_std[c] * w.scale[idx].mean(0) + w.loc[idx].mean(0)
+        pick = np.sort(rng.choice(idx, min(len(idx), MAX_MEMBERS), replace=False))  # only these leave the memory map
+        members.append(w.X[pick] * w.scale[pick][:, None, :] + w.loc[pick][:, None, :])
+    synth, s_cl = synthetic_windows(synthetic, channels, T)
+    images = {
+        "loss": plots.loss_curves(history),
+        "embeddings": plots.embedding_map(Z, labels, seed),
+        "prototypes": plots.prototypes(proto, members, channels),
+        "real_vs_synthetic": plots.real_vs_synthetic(members, [synth[s_cl == c] for c in range(k)], channels, seed=seed),
+        "errors": plots.error_histogram(recon_error, threshold),
+    }
+    return images, proto
+
+
+INLINE_BYTES = 1_000_000  # Prefect's server refuses to publish events above ~1.5 MB
+
+
+def figures_markdown(images: dict[str, bytes], uris: dict[str, str], budget: int = INLINE_BYTES) -> str:
+    """The figures as markdown: inlined as base64 PNGs in order while they fit in `budget` bytes,
+    linked to their stored file after that (many clusters and channels make big figures)."""
+    parts, used = [], 0
+    for name, png in images.items():
+        data = base64.b64encode(png).decode()
+        if used + len(data) <= budget:
+            parts.append(f"## {name}\n![{name}](data:image/png;base64,{data})")
+            used += len(data)
+        else:
+            parts.append(f"## {name}\n[{name}.png]({uris[name]}) ({len(png) // 1024} KB, linked: too large to inline)")
+    return "\n\n".join(parts)
+
+
+def summary_markdown(run_id: str, facts: dict[str, Any], plot_uris: dict[str, str]) -> str:
+    """The run summary that Prefect shows as a markdown artifact.
+
+    Args:
+        facts: {"ingest": info, "shape": [n, T, C], "train"/"cluster"/"generate": metrics}.
+    """
+    tr, cl, ge = facts["train"], facts["cluster"], facts["generate"]
+    n, T, C = facts["shape"]
+    disc = ge.get("discriminative")
+    return "\n".join([
+        f"# tsatlas run `{run_id}`",
+        f"- **data**: {facts['ingest']['rows_in']} rows, {facts['ingest']['series']} series; "
+        f"{n} windows of {T} steps x {C} channels",
+        f"- **training**: {tr['epochs']} epochs on {tr['device']}, validation loss {tr['val_loss']:.4f}",
+        f"- **clusters**: k={cl['k']}, sizes {cl['sizes']}, silhouette {cl['silhouette']:.3f}",
+        f"- **generation**: {ge['n']} series ({ge['method']})"
+        + (f", discriminative {disc['mean']:.3f} ± {disc['std']:.3f}" if disc else ""),
+        "", "Figures: " + ", ".join(f"[{k}]({u})" for k, u in plot_uris.items()),
+    ])
+
+
+def flat_metrics(facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """train./cluster./generate. metrics as rows of a table artifact (lists and nested values left out)."""
+    tr, cl, ge = facts["train"], facts["cluster"], facts["generate"]
+    flat = {f"train.{k}": v for k, v in tr.items()} | {f"cluster.{k}": v for k, v in cl.items()
+                                                        if not isinstance(v, (list, dict))}
+    flat |= {f"generate.{k}": (v["mean"] if isinstance(v, dict) and "mean" in v else v) for k, v in ge.items()
+             if not isinstance(v, list)}
+    return [{"metric": k, "value": v} for k, v in flat.items()]
 
 
 def _fmt(v: Any) -> str:

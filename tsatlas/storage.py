@@ -33,11 +33,28 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from tsatlas import __version__
-from tsatlas.errors import CorruptArtifactError, StorageError
+from tsatlas.errors import CorruptArtifactError, StorageError, redact
 
 log = logging.getLogger(__name__)
 
 _SAFE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=+-]*$")
+
+
+_SECRET_URLS: dict[str, str] = {}  # redacted URL -> the URL with its password, for this process only
+
+
+def hide_secret(url: str) -> str:
+    """The URL with its password redacted; the full URL stays in this process (reveal() returns
+    it), so the password never becomes a flow parameter, a manifest field or a log line."""
+    shown = redact(url)
+    if shown != url:
+        _SECRET_URLS[shown] = url
+    return shown
+
+
+def reveal(url: str) -> str:
+    """The URL that hide_secret() redacted, password included (others unchanged)."""
+    return _SECRET_URLS.get(url, url)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -54,9 +71,15 @@ def sha256_file(path: str, chunk: int = 8 << 20) -> str:
 
 
 def cache_dir() -> str:
-    """Local folder for verified copies of remote artifacts (TSATLAS_CACHE, else the temp dir)."""
-    d = os.environ.get("TSATLAS_CACHE") or os.path.join(tempfile.gettempdir(), "tsatlas-cache")
-    os.makedirs(d, exist_ok=True)
+    """Local folder for verified copies of remote artifacts and memory-mapped arrays:
+    TSATLAS_CACHE, else a private (0700) folder of this user's in the temp dir. A folder that is
+    not this user's, or that others can write to, is refused."""
+    d = os.environ.get("TSATLAS_CACHE") or os.path.join(tempfile.gettempdir(), f"tsatlas-cache-{os.getuid()}")
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    st = os.stat(d)
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise StorageError(f"cache folder {d} belongs to another user or is writable by others: "
+                           "set TSATLAS_CACHE to a private folder")
     return d
 
 
@@ -103,10 +126,10 @@ def check_key(key: str) -> str:
 
 def _corrupt(uri: str, expected: str, got: str) -> CorruptArtifactError:
     return CorruptArtifactError(f"{uri}: checksum mismatch (expected sha256 {expected[:12]}..., got {got[:12]}...); "
-                                "the artifact is corrupt: delete it and re-run")
+                                "the artifact is corrupt: run again, and the stage that wrote it is recomputed")
 
 
-def _reason(e: BaseException) -> str:
+def io_reason(e: BaseException) -> str:
     """One line about an I/O failure: the error type and its first line, never the options passed."""
     text = (getattr(e, "strerror", None) or str(e) or "").splitlines()
     return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
@@ -138,6 +161,17 @@ class Store:
         self.base = os.path.abspath(base) if self.local else base.rstrip("/")
         self.root = self.base if self.local else f"{self._protocol()}://{self.base}"
 
+    def ensure_writable(self) -> None:
+        """Fail now, with one line, when a local root cannot be written (read-only, not a folder)."""
+        if not self.local:
+            return
+        try:
+            os.makedirs(self.base, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.base, prefix=".tmp-probe-"):
+                pass
+        except OSError as e:
+            raise StorageError(f"{self.root}: cannot write to the artifact root ({io_reason(e)})") from None
+
     def _protocol(self) -> str:
         p = self.fs.protocol
         return p[0] if isinstance(p, (tuple, list)) else p
@@ -152,7 +186,7 @@ class Store:
         try:
             return self.fs.exists(self.path(key))
         except Exception as e:
-            raise StorageError(f"{self.uri(key)}: store unreachable ({_reason(e)})") from e
+            raise StorageError(f"{self.uri(key)}: store unreachable ({io_reason(e)})") from e
 
     # -- bytes -----------------------------------------------------------------
     def put_bytes(self, key: str, data: bytes) -> str:
@@ -176,7 +210,7 @@ class Store:
                 # Object stores publish an object only when its upload completes.
                 self.fs.pipe_file(path, data)
         except Exception as e:
-            raise StorageError(f"{self.uri(key)}: write failed ({_reason(e)})") from e
+            raise StorageError(f"{self.uri(key)}: write failed ({io_reason(e)})") from e
         return sha256_bytes(data)
 
     def get_bytes(self, key: str, sha256: str | None = None) -> bytes:
@@ -186,7 +220,7 @@ class Store:
         except FileNotFoundError:
             raise StorageError(f"{self.uri(key)}: artifact missing") from None
         except Exception as e:
-            raise StorageError(f"{self.uri(key)}: read failed ({_reason(e)})") from e
+            raise StorageError(f"{self.uri(key)}: read failed ({io_reason(e)})") from e
         if sha256 is not None and sha256_bytes(data) != sha256:
             raise _corrupt(self.uri(key), sha256, sha256_bytes(data))
         return data
@@ -227,34 +261,36 @@ class Store:
             else:
                 self.fs.put_file(local, path)
         except Exception as e:
-            raise StorageError(f"{self.uri(key)}: write failed ({_reason(e)})") from e
+            raise StorageError(f"{self.uri(key)}: write failed ({io_reason(e)})") from e
         return sha
 
     def local_copy(self, key: str, sha256: str) -> str:
         """A verified local path to read `key` from without loading it into memory: the file
-        itself in a local store, else a copy in cache_dir() named by its checksum (reused)."""
+        itself in a local store, else a copy in cache_dir() named by its checksum (reused once
+        its checksum is confirmed again, downloaded afresh when it does not match)."""
         if self.local:
             path = self.path(key)
             if not os.path.exists(path):
                 raise StorageError(f"{self.uri(key)}: artifact missing")
-        else:
-            path = os.path.join(cache_dir(), f"{sha256}{os.path.splitext(key)[1]}")
-            if os.path.exists(path):
-                return path  # only ever renamed into place after its checksum matched
-            tmp = f"{path}.{uuid.uuid4().hex[:8]}.part"
-            try:
-                self.fs.get_file(self.path(key), tmp)
-            except FileNotFoundError:
-                raise StorageError(f"{self.uri(key)}: artifact missing") from None
-            except Exception as e:
-                raise StorageError(f"{self.uri(key)}: read failed ({_reason(e)})") from e
-        got = sha256_file(path if self.local else tmp)
+            got = sha256_file(path)
+            if got != sha256:
+                raise _corrupt(self.uri(key), sha256, got)
+            return path
+        path = os.path.join(cache_dir(), f"{sha256}{os.path.splitext(key)[1]}")
+        if os.path.exists(path) and sha256_file(path) == sha256:
+            return path
+        tmp = f"{path}.{uuid.uuid4().hex[:8]}.part"
+        try:
+            self.fs.get_file(self.path(key), tmp)
+        except FileNotFoundError:
+            raise StorageError(f"{self.uri(key)}: artifact missing") from None
+        except Exception as e:
+            raise StorageError(f"{self.uri(key)}: read failed ({io_reason(e)})") from e
+        got = sha256_file(tmp)
         if got != sha256:
-            if not self.local:
-                os.unlink(tmp)
+            os.unlink(tmp)
             raise _corrupt(self.uri(key), sha256, got)
-        if not self.local:
-            os.replace(tmp, path)
+        os.replace(tmp, path)
         return path
 
     # -- typed helpers ---------------------------------------------------------
@@ -278,11 +314,6 @@ class Store:
             raise StorageError(f"{self.uri(key)}: not a readable Parquet file ({e})") from None
 
     # -- stages ----------------------------------------------------------------
-    def stage_done(self, stage: str, key: str) -> dict[str, Any] | None:
-        """The stored reference of a finished stage output, or None when it must be computed."""
-        done = f"stages/{stage}/{key}/_done.json"
-        return self.get_json(done) if self.exists(done) else None
-
     def stage(self, stage: str, key: str) -> StageWriter:
         """A writer for one attempt at a stage output (use as a context manager)."""
         return StageWriter(self, stage, key)
@@ -292,18 +323,6 @@ class Store:
             self.fs.rm(self.path(key), recursive=True)
         except (FileNotFoundError, OSError):
             pass
-
-    def stage_file(self, ref: dict[str, Any], name: str) -> str:
-        return f"{ref['prefix']}/{name}"
-
-    def read_stage_table(self, ref: dict[str, Any], name: str, columns: list[str] | None = None) -> pa.Table:
-        return self.get_table(self.stage_file(ref, name), ref["files"][name], columns=columns)
-
-    def read_stage_bytes(self, ref: dict[str, Any], name: str) -> bytes:
-        return self.get_bytes(self.stage_file(ref, name), ref["files"][name])
-
-    def stage_local_copy(self, ref: dict[str, Any], name: str) -> str:
-        return self.local_copy(self.stage_file(ref, name), ref["files"][name])
 
 
 class StageWriter:
@@ -343,16 +362,6 @@ class StageWriter:
             yield out.path
         self.files[name] = out.sha256
 
-    def finish(self, main: str, rows: int, **extra: Any) -> dict[str, Any]:
-        """Publish the attempt and return the stage's small reference.
-
-        Args:
-            main: the file whose uri/sha256 head the reference.
-            rows: rows of the main file.
-            extra: JSON-serialisable facts to keep (metrics, counts).
-        """
-        ref = {"stage": self.stage, "key": self.key, "prefix": self.prefix,
-               "uri": self.store.uri(f"{self.prefix}/{main}"), "sha256": self.files[main], "rows": int(rows),
-               "files": dict(self.files), **extra}
+    def publish(self, ref: dict[str, Any]) -> None:
+        """Make this attempt the stage's output: stages/<stage>/<key>/_done.json, written last."""
         self.store.put_json(f"stages/{self.stage}/{self.key}/_done.json", ref)
-        return ref

@@ -20,6 +20,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from tsatlas.errors import ConfigError, NonFiniteLossError
+
 log = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -61,7 +63,7 @@ def _batch(X: Rows | torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
 def pick_device(name: str = "auto") -> torch.device:
     """auto: CUDA when available, else CPU."""
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda but torch sees no CUDA device")
+        raise ConfigError("train.device=cuda, but torch sees no CUDA device here: use train.device=auto or cpu")
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
 
 
@@ -190,6 +192,9 @@ def fit(
         total, seen = _sum_across(float(total), float(len(perm)), device=device)
         train_loss = total / max(seen, 1)
         val_loss = evaluate(model, loss_fn, Xv, max(batch_size, 256), device) if len(Xv) else train_loss
+        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+            raise NonFiniteLossError(f"training diverged: loss is {train_loss} (validation {val_loss}) at epoch "
+                                     f"{epoch + 1}; look for extreme input values, or lower train.lr")
         sched.step(val_loss)
         if val_loss < best_val - 1e-7:
             best_val, since_best = val_loss, 0

@@ -5,12 +5,13 @@ start it on every node with torchrun, then run the flow as usual: the train stag
 (same windows, config and seed -> same stage key) and the flow goes on from embed.
 
     torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 \\
-        -m tasks.train_ddp --root s3://bucket/atlas --windows "$(cat windows_ref.json)" \\
+        -m tsatlas.ddp --root s3://bucket/atlas --windows "$(cat windows_ref.json)" \\
         --train '{"processes": 16, "batch_size": 1024}'
 
-The windows reference is the windows stage's output (`tsatlas run --json` lists it under
-stages.windows). Every process reads the windows from the store; rank 0 checkpoints each epoch
-and writes the stage, so a relaunch resumes from the last checkpoint.
+The windows reference is the windows stage's output (`tsatlas run --json` lists its stage under
+stages.windows; stages/windows/<key>/_done.json holds it). Every process reads the windows from
+the store; rank 0 checkpoints each epoch and writes the stage, so a relaunch resumes from the
+last checkpoint. Store credentials: the usual AWS_* variables, or TSATLAS_STORAGE_OPTIONS (JSON).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ import sys
 import torch
 import torch.distributed as dist
 
-from tasks.common import open_store
-from tasks.train import fit_stage, stage_key
+from tsatlas.catalog import StageRef
 from tsatlas.config import ClusterConfig, TrainConfig
+from tsatlas.storage import Store
+from tsatlas.trainer import train_stage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train", default="{}", help="train config as JSON (the train.* keys)")
     ap.add_argument("--clusters", default=None, help="cluster config as JSON (objective=idec only)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--credentials", default=None)
     args = ap.parse_args(argv)
 
     use_cuda = torch.cuda.is_available() and json.loads(args.train).get("device", "auto") != "cpu"
@@ -49,13 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = TrainConfig.model_validate_json(args.train)
         clusters = ClusterConfig.model_validate_json(args.clusters) if args.clusters else None
-        windows = json.loads(args.windows)
-        store = open_store(args.root, args.credentials)
-        key = stage_key(windows, cfg, args.seed, clusters)
-        if store.stage_done("train", key) is None:
-            ref = fit_stage(store, key, windows, cfg, args.seed, clusters, logging.getLogger("tsatlas.train"))
-            if ref is not None:
-                logging.getLogger("tsatlas.train").info("train: wrote %s (%s)", ref["uri"], ref.get("metrics"))
+        store = Store(args.root, json.loads(os.environ.get("TSATLAS_STORAGE_OPTIONS") or "{}") or None)
+        ref = train_stage(store, StageRef.from_json(json.loads(args.windows)), cfg, args.seed, clusters)
+        if ref is not None:
+            logging.getLogger("tsatlas.train").info("train: wrote %s (%s)", ref.uri, ref.facts.get("metrics"))
         dist.barrier()
     finally:
         dist.destroy_process_group()

@@ -1,16 +1,11 @@
-"""Backfill: one atlas run per time partition, recorded so that a re-run skips what is done."""
+"""Partitions of a backfill: [start, end) cut into intervals, and where a finished one is recorded."""
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-from typing import Any
 
 import pandas as pd
-from prefect import task
 
-from tasks.common import open_store
 from tsatlas.config import PipelineConfig
 from tsatlas.errors import ConfigError
 from tsatlas.storage import check_key, digest
@@ -44,27 +39,3 @@ def record_key(config: PipelineConfig, data: str, p: tuple[str, str]) -> str:
     cfg["ingest"].pop("start")
     cfg["ingest"].pop("end")
     return check_key(f"partitions/{digest(data, cfg)}/{partition_name(p)}.json")
-
-
-@task(name="partition", retries=0, persist_result=False)
-def partition_task(data: str, p: tuple[str, str], config: PipelineConfig, root: str,
-                   credentials: str | None = None) -> dict[str, Any]:
-    """Run the atlas flow for one partition unless it is recorded as done; never raises, so one
-    failed partition does not stop the others."""
-    from flows.pipeline import atlas
-
-    store = open_store(root, credentials)
-    key = record_key(config, data, p)
-    row = {"partition": partition_name(p), "start": p[0], "end": p[1],
-           "worker": f"{socket.gethostname()}:{os.getpid()}"}  # where it ran: this process, or a Dask worker
-    if store.exists(key):
-        return {**row, **store.get_json(key), "state": "skipped (done before)"}
-    ingest = config.ingest.model_copy(update={"start": p[0], "end": p[1]})
-    try:
-        m = atlas(data=data, root=root, ingest=ingest, windows=config.windows, train=config.train,
-                  cluster=config.cluster, generate=config.generate, seed=config.seed, credentials=credentials)
-    except Exception as e:  # reported in the table; the flow fails at the end
-        return {**row, "state": "failed", "error": str(e).splitlines()[0][:300]}
-    done = {"run_id": m["run_id"], "manifest": m["manifest_uri"]}
-    store.put_json(key, done)
-    return {**row, **done, "state": "completed"}

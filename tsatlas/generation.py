@@ -1,0 +1,203 @@
+"""Generation: synthetic windows per cluster, written back in the series-table schema and
+in original units, with a `cluster` column.
+
+- method=latent: per cluster, a Gaussian mixture fitted to that cluster's z is sampled and
+  decoded by the autoencoder's decoder.
+- method=timegan: one TimeGAN conditioned on the cluster id serves every cluster.
+Each synthetic window returns to original units with the scaler of a random member window
+of its cluster. A `length` longer than the window chains windows of the same cluster.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.mixture import GaussianMixture
+
+from tsatlas.autoencoder import RNNAutoencoder
+from tsatlas.config import GenerateConfig
+from tsatlas.errors import ConfigError
+from tsatlas.gan import GANSchedule, sample_timegan, train_timegan
+from tsatlas.metrics import discriminative_score, generation_scores, predictive_score, repeated
+from tsatlas.windowing import Windows
+
+log = logging.getLogger(__name__)
+
+EVAL_MAX = 2000  # windows per side used to score generation
+
+
+def allocate(sizes: np.ndarray, n: int) -> np.ndarray:
+    """Split n samples across clusters in proportion to `sizes` (largest remainder; sums to n)."""
+    share = n * sizes / sizes.sum()
+    counts = np.floor(share).astype(int)
+    counts[np.argsort(-(share - counts), kind="stable")[: n - counts.sum()]] += 1
+    return counts
+
+
+GMM_FIT_AT_MOST = 20_000  # z per cluster that a latent Gaussian mixture is fitted on (a seeded sample above it)
+
+
+def sample_latent(Z: np.ndarray, labels: np.ndarray, counts: np.ndarray, components: int,
+                  seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per cluster c, draw counts[c] points from a Gaussian mixture fitted to Z[labels == c] (to
+    a seeded sample of GMM_FIT_AT_MOST of them in a bigger cluster).
+
+    Returns:
+        (z (n, D), cluster (n,)).
+    """
+    zs, cs = [], []
+    for c, m in enumerate(counts):
+        if m == 0:
+            continue
+        Zc = Z[labels == c]
+        if len(Zc) > GMM_FIT_AT_MOST:  # a few components in z need no more; EM time grows with the rows
+            Zc = Zc[np.sort(np.random.default_rng(seed + c).choice(len(Zc), GMM_FIT_AT_MOST, replace=False))]
+        Zc = Zc.astype(np.float64)  # float32 covariances come out slightly asymmetric
+        if len(Zc) < 2:  # a cluster of one window: no covariance to fit; sample around it
+            rng = np.random.default_rng(seed + c)
+            zs.append(Zc[0] + np.sqrt(1e-3) * rng.standard_normal((int(m), Zc.shape[1])))
+            cs.append(np.full(int(m), c))
+            continue
+        gm = GaussianMixture(n_components=max(1, min(components, len(Zc) // 10)), covariance_type="full",
+                             reg_covar=1e-3, random_state=seed + c).fit(Zc)
+        zs.append(gm.sample(int(m))[0])
+        cs.append(np.full(int(m), c))
+    z, cl = np.concatenate(zs).astype(np.float32), np.concatenate(cs)
+    order = np.random.default_rng(seed).permutation(len(z))  # GMM.sample groups by component
+    return z[order], cl[order]
+
+
+class Generator:
+    """A fitted generator of standardised windows per cluster."""
+
+    def __init__(self, method: str, cfg: GenerateConfig, seed: int, ae: RNNAutoencoder, Z: np.ndarray,
+                 X: np.ndarray, labels: np.ndarray, device: str = "auto"):
+        self.method, self.cfg, self.seed, self.ae, self.Z, self.labels = method, cfg, seed, ae, Z, labels
+        self.steps = X.shape[1]
+        self.gan, self.history = None, []
+        if method == "timegan":
+            sched = GANSchedule(iterations=cfg.gan_iterations, batch_size=cfg.gan_batch_size)
+            self.gan, self.history = train_timegan(X, labels, hidden=cfg.gan_hidden, layers=cfg.gan_layers,
+                                                   schedule=sched, seed=seed, device=device)
+
+    def sample(self, counts: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """counts per cluster -> (standardised windows (n, T, C), cluster (n,)), shuffled."""
+        if self.gan is None:
+            z, cl = sample_latent(self.Z, self.labels, counts, self.cfg.components, seed)
+            return self.ae.decode(z, steps=self.steps), cl
+        cl = np.random.default_rng(seed).permutation(np.repeat(np.arange(len(counts)), counts))
+        return sample_timegan(self.gan, cl, self.steps, seed=seed), cl
+
+    def weights(self) -> bytes | None:
+        if self.gan is None:
+            return None
+        buf = io.BytesIO()
+        torch.save({k: v.cpu() for k, v in self.gan.state_dict().items()}, buf)
+        return buf.getvalue()
+
+
+def chain(X: np.ndarray, length: int) -> np.ndarray:
+    """Join consecutive windows (n * pieces, T, C) into (n, length, C) series: each window is
+    shifted so it starts where the previous one ended (level continuity; the slope may jump)."""
+    n_all, T, C = X.shape
+    pieces = -(-length // T)
+    Y = X.reshape(n_all // pieces, pieces, T, C).copy()
+    jumps = Y[:, :-1, -1, :] - Y[:, 1:, 0, :]            # (n, pieces-1, C)
+    Y[:, 1:] += np.cumsum(jumps, axis=1)[:, :, None, :]
+    return Y.reshape(-1, pieces * T, C)[:, :length]
+
+
+def to_original_units(Xs: np.ndarray, cluster: np.ndarray, w: Windows, labels: np.ndarray, seed: int) -> np.ndarray:
+    """Undo the standardisation of synthetic windows with the scalers of random member windows."""
+    rng = np.random.default_rng(seed)
+    template = np.empty(len(Xs), dtype=np.int64)
+    for c in np.unique(cluster):
+        members = np.flatnonzero(labels == c)
+        at = np.flatnonzero(cluster == c)
+        template[at] = members[rng.integers(0, len(members), len(at))]
+    return Xs * w.scale[template][:, None, :] + w.loc[template][:, None, :]
+
+
+RESERVED = ("series_id", "timestamp", "cluster")  # columns of the synthetic table besides the channels
+
+
+def output_channels(channels: list[str]) -> dict[str, str]:
+    """Channel name -> its column in the synthetic table: a channel named like one of RESERVED
+    gets a `_value` suffix (logged), so it never overwrites the ids or the cluster."""
+    taken, out = set(RESERVED) | set(channels), {}
+    for c in channels:
+        name = c
+        if c in RESERVED:
+            name = f"{c}_value"
+            while name in taken:
+                name += "_"
+            taken.add(name)
+            log.warning("generate: channel %r is written as column %r (%r is a column of the synthetic table)", c, name, c)
+        out[c] = name
+    return out
+
+
+def series_table(X: np.ndarray, cluster: np.ndarray, channels: list[str]) -> pd.DataFrame:
+    """(n, T, C) synthetic series -> long series table (integer steps); channels keep their
+    names except those renamed by output_channels."""
+    n, T, C = X.shape
+    channels = list(output_channels(channels).values())
+    ids = np.char.add(np.char.add("syn-c", cluster.astype(str)), np.char.add("-", np.char.zfill(np.arange(n).astype(str), 6)))
+    df = pd.DataFrame({"series_id": np.repeat(ids, T), "timestamp": np.tile(np.arange(T, dtype=np.int64), n)})
+    df = pd.concat([df, pd.DataFrame(X.reshape(n * T, C), columns=channels)], axis=1)
+    df["cluster"] = np.repeat(cluster.astype(np.int32), T)
+    return df
+
+
+def evaluate(gen: Generator, real: np.ndarray, labels: np.ndarray, cfg: GenerateConfig, seed: int) -> dict[str, Any]:
+    """Field-standard scores on standardised windows, real vs a fresh synthetic sample of the same cluster mix."""
+    rng = np.random.default_rng(seed)
+    real = real[rng.choice(len(real), min(len(real), EVAL_MAX), replace=False)]
+    synth, _ = gen.sample(allocate(np.bincount(labels), len(real)), seed + 1)
+    kw = dict(repeats=cfg.eval_repeats, seed=seed, iterations=cfg.eval_iterations)
+    return {**generation_scores(real, synth, seed), "discriminative": repeated(discriminative_score, real, synth, **kw),
+            "predictive": repeated(predictive_score, real, synth, **kw),
+            "predictive_real": repeated(predictive_score, real, real, **kw)}
+
+
+def generate(ae: RNNAutoencoder, w: Windows, channels: list[str], Z: np.ndarray, labels: np.ndarray,
+             cfg: GenerateConfig, seed: int = 0, device: str = "auto") -> tuple[pd.DataFrame, dict[str, Any], bytes | None]:
+    """Synthetic series per cluster, in original units.
+
+    Args:
+        ae: the fitted autoencoder; w: the windows it was trained on; Z: (n, D) their embeddings;
+        labels: (n,) their clusters.
+
+    Returns:
+        (the synthetic series table, metrics, TimeGAN weights or None).
+    """
+    sizes = np.bincount(labels)
+    if cfg.per_cluster is not None:
+        if len(cfg.per_cluster) != len(sizes):
+            raise ConfigError(f"generate.per_cluster has {len(cfg.per_cluster)} counts for {len(sizes)} clusters")
+        counts = np.asarray(cfg.per_cluster)
+    else:
+        counts = allocate(sizes, cfg.n)
+    T = w.X.shape[1]
+    length = cfg.length or T
+    pieces = -(-length // T)
+    gen = Generator(cfg.method, cfg, seed, ae, Z, w.X, labels, device)
+    Xs, cl = gen.sample(counts * pieces, seed)
+    order = np.argsort(cl, kind="stable")      # windows of one cluster next to each other for chaining
+    Xs, cl = Xs[order], cl[order]
+    X = to_original_units(Xs, cl, w, labels, seed)
+    cl = cl[::pieces]
+    X = chain(X, length) if pieces > 1 or length != T else X
+    frame = series_table(X, cl, channels)
+    metrics: dict[str, Any] = {"method": cfg.method, "n": int(len(X)), "length": length, "per_cluster": counts.tolist()}
+    if gen.history:
+        metrics["gan_seconds"] = round(gen.history[-1]["seconds"], 2)
+    if cfg.evaluate:
+        metrics.update(evaluate(gen, w.X, labels, cfg, seed))
+    log.info("generate: %d synthetic series of %d steps (%d rows), method %s", len(X), length, len(frame), cfg.method)
+    return frame, metrics, gen.weights()

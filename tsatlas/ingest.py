@@ -1,0 +1,558 @@
+"""Ingest: read a CSV or Parquet table (long, wide or single-series), validate it, and put
+every series on a regular time grid with short gaps filled.
+
+Output (the series table): `series_id` (string), `timestamp` (UTC timestamp or int64
+step), one float64 column per channel, optional `label`; grouped by series, each in time order.
+
+A long Parquet file whose series are contiguous is streamed (a batch of whole series at a time);
+other inputs are read whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tsatlas.config import IngestConfig
+from tsatlas.errors import InputError, StorageError, redact
+from tsatlas.storage import fs_options, io_reason
+from tsatlas.tables import whole_groups, with_meta
+
+
+log = logging.getLogger(__name__)
+
+# The bundled real dataset: hourly weather at three US sites (see data/README.md).
+BUNDLED_DATA = "data/weather.csv"
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def resolve_data(uri: str) -> str:
+    """A relative path that does not exist from the working directory is looked up in the repository
+    (so the default `data/weather.csv` works from anywhere)."""
+    if "://" in uri:
+        return uri
+    if os.path.exists(uri):
+        return os.path.abspath(uri)
+    candidate = _REPO / uri
+    return str(candidate) if candidate.exists() else uri
+
+
+@dataclass
+class Ingested:
+    frame: pd.DataFrame
+    channels: list[str]
+    info: dict[str, Any]
+
+
+def fingerprint(uri: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Cheap identity of an input file (size plus mtime or ETag), so an unchanged file is not re-read."""
+    try:
+        fs, path = fsspec.core.url_to_fs(uri, **fs_options(uri, storage_options))
+        info = fs.info(path)
+    except FileNotFoundError as e:
+        cause = e.__cause__  # fsspec's HTTP filesystem turns every failure into FileNotFoundError
+        if cause is not None and getattr(cause, "status", None) != 404:
+            raise StorageError(f"{uri}: cannot reach the input ({io_reason(cause)})") from None
+        raise InputError(f"{uri}: file not found") from None
+    except PermissionError as e:
+        raise InputError(f"{uri}: access denied, check the credentials ({type(e).__name__})") from None
+    except (ValueError, ImportError) as e:
+        raise InputError(f"{uri}: cannot open ({e})") from None
+    except OSError as e:
+        raise StorageError(f"{uri}: cannot reach the input ({io_reason(e)})") from None
+    if info.get("type") == "directory":
+        raise InputError(f"{uri}: is a directory, expected a CSV or Parquet file")
+    keep = ("size", "mtime", "ETag", "LastModified", "created")
+    return {"uri": redact(uri), **{k: str(info[k]) for k in keep if k in info}}
+
+
+
+def _time_filters(schema: pa.Schema, cfg: IngestConfig | None) -> list[tuple] | None:
+    """Parquet predicates for start <= time < end, typed like the file's time column."""
+    if cfg is None or (cfg.start is None and cfg.end is None) or cfg.time_column not in schema.names:
+        return None
+    typ = schema.field(cfg.time_column).type
+    if pa.types.is_timestamp(typ):
+        conv = (lambda v: pd.Timestamp(v).tz_localize("UTC") if pd.Timestamp(v).tz is None else pd.Timestamp(v)) \
+            if typ.tz else (lambda v: pd.Timestamp(v).tz_localize(None))
+    elif pa.types.is_integer(typ):
+        conv = int
+    else:
+        conv = str
+    out = []
+    if cfg.start is not None:
+        out.append((cfg.time_column, ">=", conv(cfg.start)))
+    if cfg.end is not None:
+        out.append((cfg.time_column, "<", conv(cfg.end)))
+    return out
+
+
+def read_table(uri: str, storage_options: dict[str, Any] | None = None, cfg: IngestConfig | None = None) -> pd.DataFrame:
+    """Read CSV (any other suffix) or Parquet (.parquet/.pq) from a path or fsspec URL.
+
+    With cfg.start/end, Parquet is read with row-group predicates on the time column, so only
+    the partition's row groups are decoded; CSV is read whole and clipped after.
+    """
+    is_parquet = uri.lower().endswith((".parquet", ".pq"))
+    try:
+        with fsspec.open(uri, "rb", **fs_options(uri, storage_options)) as f:
+            if is_parquet:
+                pf = pq.ParquetFile(f)
+                df = pq.read_table(f, filters=_time_filters(pf.schema_arrow, cfg)).to_pandas()
+            else:
+                df = _read_csv(f, cfg)
+    except FileNotFoundError:
+        raise InputError(f"{uri}: file not found") from None
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{uri}: file is empty") from None
+    except pa.ArrowNotImplementedError as e:
+        raise InputError(f"{uri}: cannot filter column {cfg.time_column!r} by ingest.start/end ({e})") from None
+    except (pa.ArrowInvalid, pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
+        kind = "Parquet" if is_parquet else "CSV"
+        raise InputError(f"{uri}: not a readable {kind} file ({str(e).splitlines()[0]})") from None
+    if df.empty:
+        raise InputError(f"{uri}: no data rows (header only?)")
+    df.columns = [str(c) for c in df.columns]
+    return df
+
+
+# What pandas reads as missing by default; kept for value columns, never applied to the id column.
+_NA_TEXT = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+            "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
+
+
+def _read_csv(f: Any, cfg: IngestConfig | None) -> pd.DataFrame:
+    """A CSV whose id column is read as text exactly as written: "NA", "null" and "01" stay
+    distinct ids (an empty id is refused later, naming its row)."""
+    id_col = (cfg or IngestConfig()).id_column
+    header = pd.read_csv(f, nrows=0)
+    f.seek(0)
+    if id_col not in header.columns:
+        return pd.read_csv(f)
+    na = {c: _NA_TEXT for c in header.columns if c != id_col}
+    return pd.read_csv(f, dtype={id_col: str}, keep_default_na=False, na_values=na)
+
+
+def _ids(df: pd.DataFrame, col: str, source: str, row0: int) -> np.ndarray:
+    """The id column as strings; a missing or blank id is an error naming its row."""
+    s = df[col]
+    missing = s.isna().to_numpy() | (s.astype(str).str.strip() == "").to_numpy()
+    if missing.any():
+        i = int(np.flatnonzero(missing)[0])
+        raise InputError(f"{source}: column {col!r}, row {i + row0}: empty series id")
+    return s.astype(str).to_numpy()
+
+
+def _numeric(df: pd.DataFrame, col: str, source: str, header_offset: int) -> np.ndarray:
+    s = df[col]
+    if pd.api.types.is_bool_dtype(s):
+        raise InputError(f"{source}: column {col!r} is boolean, not a numeric channel")
+    if pd.api.types.is_numeric_dtype(s):
+        return s.to_numpy(dtype=np.float64, na_value=np.nan)
+    num = pd.to_numeric(s, errors="coerce")
+    bad = num.isna() & s.notna() & (s.astype(str).str.strip() != "")
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(
+            f"{source}: column {col!r}, row {i + header_offset}: value {s.iloc[i]!r} is not a number "
+            "(set ingest.channels to choose the numeric columns)"
+        )
+    return num.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _time(df: pd.DataFrame, col: str, source: str, row0: int = 2) -> pd.Series:
+    s = df[col]
+    if pd.api.types.is_integer_dtype(s) or pd.api.types.is_float_dtype(s):
+        if s.isna().any() or not np.all(np.mod(s.to_numpy(), 1) == 0):
+            raise InputError(f"{source}: column {col!r}: integer steps expected, found a blank or fractional value")
+        return s.astype(np.int64)
+    text = s.astype(str).str.strip()
+    aware = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).to_numpy()
+    if aware.any() and not aware.all():
+        i = int(np.flatnonzero(aware != aware[0])[0])
+        raise InputError(f"{source}: column {col!r}, row {i + row0}: {s.iloc[i]!r} mixes time zones: it has "
+                         f"{'no' if aware[0] else 'a'} UTC offset, row {row0} has {'one' if aware[0] else 'none'}")
+    try:
+        parsed = pd.to_datetime(s, utc=True, format="ISO8601")
+    except (ValueError, TypeError):
+        parsed = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
+        i = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+        raise InputError(f"{source}: column {col!r}, row {i + row0}: {s.iloc[i]!r} is not a timestamp") from None
+    lo, hi = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+    outside = ((parsed < lo) | (parsed > hi)).to_numpy()
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise InputError(f"{source}: column {col!r}, row {i + row0}: {s.iloc[i]!r} is outside the supported time "
+                         f"range ({lo:%Y-%m-%d} to {hi:%Y-%m-%d}); use integer steps for such a time axis")
+    return parsed.dt.as_unit("ns")
+
+
+# Column names taken for the time axis when ingest.time_column is not in the table.
+TIME_NAMES = ("timestamp", "time", "date", "datetime", "ds", "step", "t")
+
+
+def _is_step_counter(s: pd.Series) -> bool:
+    """An integer column that rises by the same positive step on every row (0, 1, 2, ... or 5, 10, ...)."""
+    if not pd.api.types.is_integer_dtype(s) or len(s) < 2:
+        return False
+    d = np.diff(s.to_numpy())
+    return bool(d[0] > 0 and (d == d[0]).all())
+
+
+def find_time_column(df: pd.DataFrame, cfg: IngestConfig, long: bool) -> str | None:
+    """ingest.time_column when the table has it; else a column named like a time axis
+    (TIME_NAMES), a datetime column, or (one series per table) an integer step counter."""
+    if cfg.time_column in df.columns:
+        return cfg.time_column
+    skip = {cfg.id_column, cfg.label_column}
+    for c in df.columns:
+        if c not in skip and c.strip().lower() in TIME_NAMES:
+            return c
+    for c in df.columns:
+        if c not in skip and pd.api.types.is_datetime64_any_dtype(df[c]):
+            return c
+    if not long:
+        for c in df.columns:
+            if c not in skip and _is_step_counter(df[c]):
+                return c
+    return None
+
+
+def resolve_layout(df: pd.DataFrame, cfg: IngestConfig, source: str) -> tuple[str, str | None]:
+    """(layout, time column) for ingest.layout=auto: long when the id column is there; else
+    wide (one series per column) when there is a time column, single (one series, every numeric
+    column a channel) when there is none. A table that fits both gets a warning saying how to choose."""
+    if cfg.layout != "auto":
+        return cfg.layout, find_time_column(df, cfg, cfg.layout == "long")
+    if cfg.id_column in df.columns:
+        return "long", find_time_column(df, cfg, True)
+    time_col = find_time_column(df, cfg, False)
+    values = [c for c in df.columns if c not in (time_col, cfg.label_column) and pd.api.types.is_numeric_dtype(df[c])]
+    layout = "wide" if time_col is not None else "single"
+    if len(values) > 1:
+        other = "single" if layout == "wide" else "wide"
+        reading = (f"{len(values)} series of one channel each" if layout == "wide"
+                   else f"one series of {len(values)} channels")
+        log.warning("ingest: %s has no %r column: read as %s (%s); if its columns are %s, set ingest.layout=%s",
+                    redact(source), cfg.id_column, layout, reading,
+                    "channels of one series" if layout == "wide" else "separate series", other)
+    return layout, time_col
+
+
+def to_long(df: pd.DataFrame, cfg: IngestConfig, source: str, row0: int = 2) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+    """Any accepted layout -> columns series_id, timestamp, channels..., [label].
+
+    `row0` is the file row of df's first row, for messages (2 after a CSV header). A wide table's
+    series are trimmed of the missing values before their first and after their last value
+    (sites that start or end at different times).
+
+    Returns:
+        (frame, channel names, how it was read: layout, time_column, id_column, has_label)
+    """
+    layout, time_col = resolve_layout(df, cfg, source)
+    if layout == "long" and cfg.id_column not in df.columns:
+        raise InputError(f"{source}: no id column {cfg.id_column!r} (columns: {', '.join(df.columns[:12])})")
+    reserved = {cfg.id_column, time_col, cfg.label_column} if layout == "long" else {time_col, cfg.label_column}
+    channels = list(cfg.channels) if cfg.channels else [c for c in df.columns if c not in reserved]
+    missing = [c for c in channels if c not in df.columns]
+    if missing:
+        raise InputError(f"{source}: channel column {missing[0]!r} not found (columns: {', '.join(df.columns[:12])})")
+    if not channels:
+        raise InputError(f"{source}: no numeric channel column (columns: {', '.join(df.columns)})")
+    values = {c: _numeric(df, c, source, row0) for c in channels}
+    t = _time(df, time_col, source, row0) if time_col is not None else None
+    has_label = layout == "long" and cfg.label_column in df.columns
+    how = {"layout": layout, "time_column": time_col, "id_column": cfg.id_column if layout == "long" else None,
+           "has_label": has_label}
+
+    if layout == "long":
+        out = pd.DataFrame({"series_id": _ids(df, cfg.id_column, source, row0)})
+        if t is None:  # no time column: steps in file order within each series
+            out["timestamp"] = out.groupby("series_id").cumcount().astype(np.int64)
+        else:
+            out["timestamp"] = t.to_numpy()
+        for c in channels:
+            out[c] = values[c]
+        if has_label:
+            out["label"] = df[cfg.label_column].astype(str).to_numpy()
+        return out, channels, how
+
+    steps = t.to_numpy() if t is not None else np.arange(len(df), dtype=np.int64)
+    if layout == "single":
+        name = os.path.splitext(os.path.basename(source))[0] or "series"
+        out = pd.DataFrame({"series_id": np.full(len(df), name), "timestamp": steps})
+        for c in channels:
+            out[c] = values[c]
+        return out, channels, how
+    # wide: one single-channel series per column, stacked column after column, each trimmed to
+    # the span from its first to its last value
+    ids, times, vals = [], [], []
+    for c in channels:
+        v = values[c]
+        present = np.flatnonzero(np.isfinite(v))
+        if not len(present):
+            raise InputError(f"{source}: column {c!r} has no values")
+        a, b = present[0], present[-1] + 1
+        ids.append(np.full(b - a, c, dtype=object))
+        times.append(steps[a:b])
+        vals.append(v[a:b])
+    out = pd.DataFrame({"series_id": np.concatenate(ids), "timestamp": np.concatenate(times),
+                        "value": np.concatenate(vals)})
+    return out, ["value"], how
+
+
+def gap_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of True down each column of a (L, C) mask.
+
+    Returns:
+        (column, start row, length) of every run, ordered by column then start.
+    """
+    L, C = mask.shape
+    edges = np.diff(np.pad(mask.astype(np.int8), ((1, 1), (0, 0))), axis=0).T  # (C, L+1)
+    col, start = np.nonzero(edges == 1)
+    _, end = np.nonzero(edges == -1)
+    return col, start, end - start
+
+
+MAX_ABS = 1e30  # largest |value| accepted: standardising squares it, and windows are float32 (max 3.4e38)
+
+
+def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, source: str,
+               step: int | None = None, wide: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Sort, check duplicates, place every series on a regular grid and fill gaps up to `max_gap` steps.
+
+    The loop runs over series (few), never over rows. `step` (ns or integer steps) fixes the
+    grid; default: ingest.freq, else the median step of `long`. `wide`: the series are the
+    user's columns, and messages name them so.
+    """
+    long = long.sort_values(["series_id", "timestamp"], kind="stable", ignore_index=True)
+    dup = long.duplicated(["series_id", "timestamp"]).to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        raise InputError(
+            f"{source}: series {long['series_id'].iat[i]!r} has duplicate timestamp {long['timestamp'].iat[i]} "
+            f"(column {cfg.time_column!r})"
+        )
+    is_time = pd.api.types.is_datetime64_any_dtype(long["timestamp"])
+    t = pd.DatetimeIndex(long["timestamp"]).as_unit("ns").asi8 if is_time else long["timestamp"].to_numpy(np.int64)
+    sid = long["series_id"].to_numpy()
+    bounds = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1], True])
+
+    if step is None and cfg.freq is not None:
+        step = int(pd.Timedelta(cfg.freq).value) if is_time else int(cfg.freq)
+    elif step is None:
+        diffs = np.diff(t)
+        same = sid[1:] == sid[:-1]
+        step = int(np.median(diffs[same])) if same.any() else 1
+    if step <= 0:
+        raise InputError(f"{source}: cannot infer a positive time step from column {cfg.time_column!r}")
+
+    vals = np.array(long[channels].to_numpy(np.float64), copy=True)
+    vals[~np.isfinite(vals)] = np.nan
+    huge = np.abs(np.nan_to_num(vals)) > MAX_ABS
+    if huge.any():  # its square overflows, and float32 cannot hold it: the statistics would be inf/nan
+        i, c = (int(a[0]) for a in np.nonzero(huge))
+        raise InputError(f"{source}: series {sid[i]!r}, column {channels[c]!r}, at {long['timestamp'].iat[i]}: "
+                         f"value {vals[i, c]:g} is too large (|value| above {MAX_ABS:g}); rescale the column")
+    parts_id, parts_t, parts_v, labels = [], [], [], []
+    filled = 0
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        s = sid[a]
+        off = t[a:b] - t[a]
+        if np.any(off % step):
+            i = a + int(np.flatnonzero(off % step)[0])
+            raise InputError(f"{source}: series {s!r}: timestamp {long['timestamp'].iat[i]} is off the {step}-step grid (set ingest.freq)")
+        pos = off // step
+        grid = np.full((int(pos[-1]) + 1, len(channels)), np.nan)
+        grid[pos] = vals[a:b]
+        miss = np.isnan(grid)
+        if miss.any():
+            col, start, length = gap_runs(miss)
+            worst = int(np.argmax(length))
+            if length[worst] > cfg.max_gap or length[worst] == grid.shape[0]:
+                when = t[a] + start[worst] * step
+                when_s = pd.Timestamp(when, tz="UTC") if is_time else when
+                where = f"column {s!r}" if wide else f"series {s!r}, column {channels[col[worst]]!r}"
+                raise InputError(
+                    f"{source}: {where}: {int(length[worst])} missing or "
+                    f"non-finite steps from {when_s} exceed ingest.max_gap={cfg.max_gap}"
+                )
+            x = np.arange(grid.shape[0])
+            for c in np.unique(col):  # one np.interp per channel with gaps
+                ok = ~miss[:, c]
+                grid[~ok, c] = np.interp(x[~ok], x[ok], grid[ok, c])
+            filled += int(length.sum())
+        parts_id.append(np.full(grid.shape[0], s, dtype=object))
+        parts_t.append(t[a] + np.arange(grid.shape[0], dtype=np.int64) * step)
+        parts_v.append(grid)
+        if "label" in long.columns:
+            labels.append(np.full(grid.shape[0], long["label"].iat[a], dtype=object))
+
+    ts = np.concatenate(parts_t)
+    out = pd.DataFrame({"series_id": np.concatenate(parts_id).astype(str), "timestamp": pd.to_datetime(ts, utc=True) if is_time else ts})
+    out = pd.concat([out, pd.DataFrame(np.vstack(parts_v), columns=channels)], axis=1)
+    if labels:
+        out["label"] = np.concatenate(labels).astype(str)
+    info = {"series": len(parts_id), "rows": len(out), "channels": channels, "gaps_filled": filled,
+            "step": str(pd.Timedelta(step)) if is_time else step, "step_value": step}
+    return out, info
+
+
+def clip_range(df: pd.DataFrame, cfg: IngestConfig) -> pd.DataFrame:
+    """Keep rows with start <= timestamp < end (the partition of a backfill run)."""
+    if cfg.start is None and cfg.end is None:
+        return df
+    t = df["timestamp"]
+    conv = (lambda v: pd.Timestamp(v, tz="UTC") if pd.Timestamp(v).tz is None else pd.Timestamp(v)) if pd.api.types.is_datetime64_any_dtype(t) else int
+    keep = np.ones(len(df), dtype=bool)
+    if cfg.start is not None:
+        keep &= (t >= conv(cfg.start)).to_numpy()
+    if cfg.end is not None:
+        keep &= (t < conv(cfg.end)).to_numpy()
+    return df.loc[keep].reset_index(drop=True)
+
+
+def ingest_table(uri: str, cfg: IngestConfig, storage_options: dict[str, Any] | None = None) -> Ingested:
+    """Read, validate and regularise one input file.
+
+    Args:
+        uri: local path or fsspec URL of a CSV or Parquet file.
+        cfg: the ingest section of the config.
+
+    Returns:
+        The series table, its channel names, and counts for the summary.
+    """
+    raw = read_table(uri, storage_options, cfg)
+    long, channels, how = to_long(raw, cfg, uri)
+    long = clip_range(long, cfg)
+    if long.empty:
+        raise InputError(f"{uri}: no rows in the range start={cfg.start} end={cfg.end}")
+    frame, info = regularise(long, channels, cfg, uri, wide=how["layout"] == "wide")
+    info.update(rows_in=len(raw), **how)
+    return Ingested(frame, channels, info)
+
+
+STREAM_ROWS = 1 << 20  # input rows per batch when a long Parquet file is streamed
+
+
+class _NotGrouped(Exception):
+    """A long Parquet file whose series are not contiguous: it cannot be streamed."""
+
+
+def _row_groups(pf: pq.ParquetFile, cfg: IngestConfig) -> list[int]:
+    """Row groups that may hold rows in [ingest.start, ingest.end), judged by their time statistics."""
+    groups = list(range(pf.num_row_groups))
+    filters = _time_filters(pf.schema_arrow, cfg)
+    if not filters:
+        return groups
+    col = pf.schema_arrow.get_field_index(cfg.time_column)
+    keep = []
+    for g in groups:
+        st = pf.metadata.row_group(g).column(col).statistics
+        if st is None or not st.has_min_max:
+            keep.append(g)
+            continue
+        if all((st.max >= v) if op == ">=" else (st.min < v) for _, op, v in filters):
+            keep.append(g)
+    return keep
+
+
+def stream_parquet(uri: str, cfg: IngestConfig, opts: dict[str, Any] | None, out_path: str) -> tuple[list[str], dict[str, Any]] | None:
+    """Ingest a long-layout Parquet file batch by batch into `out_path`: each batch of whole
+    series is validated, clipped and regularised as the in-memory path does and appended as a
+    row group, so memory follows the batch, not the file.
+
+    Returns:
+        (channels, info), or None when the file cannot be streamed (not Parquet, not long, or its
+        series are not contiguous), in which case nothing was written.
+    """
+    if not uri.lower().endswith((".parquet", ".pq")):
+        return None
+    try:
+        return _stream(uri, cfg, opts, out_path)
+    except pa.ArrowInvalid as e:
+        raise InputError(f"{uri}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+
+
+def _stream(uri: str, cfg: IngestConfig, opts: dict[str, Any] | None, out_path: str) -> tuple[list[str], dict[str, Any]] | None:
+    with fsspec.open(uri, "rb", **fs_options(uri, opts)) as f:
+        pf = pq.ParquetFile(f)
+        names = pf.schema_arrow.names
+        if cfg.layout not in ("auto", "long") or cfg.id_column not in names:
+            return None
+        writer: pq.ParquetWriter | None = None
+        info: dict[str, Any] = {"series": 0, "rows": 0, "gaps_filled": 0, "rows_in": 0}
+        seen: set[str] = set()
+        step, channels, how, row0 = None, [], {}, 2
+        try:
+            batches = pf.iter_batches(batch_size=STREAM_ROWS, row_groups=_row_groups(pf, cfg))
+            for t in whole_groups(batches, cfg.id_column):
+                k = t.column(cfg.id_column)
+                runs = 1 + (pc.sum(pc.not_equal(k.slice(1), k.slice(0, len(k) - 1))).as_py() or 0)
+                ids = {str(v) for v in pc.unique(k).to_pylist()}
+                if runs != len(ids) or ids & seen:  # a series in two places: cannot be cut into batches
+                    raise _NotGrouped
+                seen |= ids
+                df = t.to_pandas()
+                df.columns = [str(c) for c in df.columns]
+                long, channels, how = to_long(df, cfg, uri, row0)
+                row0 += len(df)
+                long = clip_range(long, cfg)
+                info["rows_in"] += len(long)
+                if long.empty:
+                    continue
+                frame, part = regularise(long, channels, cfg, uri, step)
+                step = part["step_value"]
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                if writer is None:
+                    schema = with_meta(table, channels=",".join(channels)).schema
+                    writer = pq.ParquetWriter(out_path, schema, compression="zstd")
+                writer.write_table(table.cast(schema))
+                info.update(series=info["series"] + part["series"], rows=info["rows"] + part["rows"],
+                            gaps_filled=info["gaps_filled"] + part["gaps_filled"], step=part["step"])
+        except _NotGrouped:
+            if writer is not None:
+                writer.close()
+            log.info("ingest: %s: series are not contiguous, reading the whole file instead of streaming", uri)
+            return None
+    if writer is None:
+        if cfg.start is None and cfg.end is None:
+            raise InputError(f"{uri}: no data rows")
+        raise InputError(f"{uri}: no rows in the range start={cfg.start} end={cfg.end}")
+    writer.close()
+    info.update(channels=channels, step_value=step, **how)
+    return channels, info
+
+
+
+
+def ingest_to_file(uri: str, cfg: IngestConfig, out_path: str, storage_options: dict[str, Any] | None = None,
+                   ) -> dict[str, Any]:
+    """Ingest `uri` into the series-table Parquet file `out_path`: streamed when it is a long
+    Parquet file with contiguous series, else read whole.
+
+    Returns:
+        Counts for the summary: rows_in, series, rows, channels, gaps_filled, step, has_label.
+    """
+    streamed = stream_parquet(uri, cfg, storage_options, out_path)
+    if streamed is None:  # CSV, wide or single layouts, or series not contiguous: in memory
+        out = ingest_table(uri, cfg, storage_options)
+        pq.write_table(with_meta(pa.Table.from_pandas(out.frame, preserve_index=False),
+                                 channels=",".join(out.channels)), out_path, compression="zstd")
+        info = out.info
+    else:
+        info = streamed[1]
+    info.pop("step_value", None)
+    log.info("ingest: %d rows in, %d series, %d gaps filled%s", info["rows_in"], info["series"],
+             info["gaps_filled"], " (streamed)" if streamed else "")
+    return info

@@ -1,10 +1,11 @@
-"""Helpers for the benchmark scripts: machine description and appending to RESULTS.md."""
+"""Helpers for the benchmark scripts: machine description and writing their section of RESULTS.md."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
 import platform
+import re
 
 import torch
 
@@ -17,8 +18,20 @@ def machine() -> str:
             f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
-def append_results(title: str, body: str) -> None:
-    """Append a dated section to benchmarks/RESULTS.md."""
+def replace_section(text: str, title: str, section: str) -> str:
+    """`text` with the `## {title}` section (up to the next `## ` heading) replaced by `section`,
+    or `section` appended when there is none. A date after the title in the old heading is ignored."""
+    pattern = re.compile(rf"^## {re.escape(title)}( \(.*\))?\n.*?(?=^## |\Z)", re.M | re.S)
+    if pattern.search(text):
+        return pattern.sub(lambda _: section, text, count=1)
+    return text.rstrip() + "\n\n" + section
+
+
+def write_results(title: str, body: str) -> None:
+    """Replace this benchmark's section of benchmarks/RESULTS.md with the latest run (history: git)."""
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    with open(RESULTS, "a", encoding="utf-8") as f:
-        f.write(f"\n## {title} ({stamp})\n\nMachine: {machine()}\n\n{body.strip()}\n")
+    section = f"## {title}\n\n{stamp}. Machine: {machine()}\n\n{body.strip()}\n\n"
+    with open(RESULTS, encoding="utf-8") as f:
+        text = f.read()
+    with open(RESULTS, "w", encoding="utf-8") as f:
+        f.write(replace_section(text, title, section).rstrip() + "\n")

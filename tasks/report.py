@@ -27,7 +27,7 @@ def report_task(run_id: str, refs: dict[str, StageRef], seed: int, root: str,
         images, proto = report.figures(
             catalog.read_model(store, refs["train"]), win, channels, emb.z, emb.recon_error, refs["embed"].threshold,
             catalog.read_assignments(store, refs["cluster"]), km.centroids, catalog.read_synthetic(store, refs["generate"]),
-            catalog.read_history(store, refs["train"]), seed)
+            catalog.read_history(store, refs["train"]), seed, refs["cluster"].metrics.get("silhouette_by_k"))
         catalog.write_figures(w, images, catalog.prototypes_table(proto, km.sizes))
         return catalog.finish(w, catalog.PROTOTYPES, len(proto))
 

@@ -106,3 +106,40 @@ def test_timegan_conditional_shapes_and_it_learns():
     assert S.shape == (5, 24, 2) and np.isfinite(S).all()
     again = sample_timegan(model, np.array([0, 0, 1, 1, 1]), steps=24, seed=0)
     np.testing.assert_array_equal(S, again)
+
+
+def test_post_hoc_metrics_on_long_windows_run_the_bounded_plan(monkeypatch):
+    """Windows of 427 steps (the case that took 30 minutes): at most 2,000 windows, and GRUs over
+    at most 24 recurrent steps, 18 steps read at a time."""
+    import tsatlas.generation as gen
+    from tsatlas.config import GenerateConfig
+
+    plan = gen.eval_plan(5000, 427, GenerateConfig())
+    assert plan == {"windows": 2000, "patch": 18, "recurrent_steps": 24, "iterations": 500, "repeats": 3}
+    assert gen.eval_plan(300, 24, GenerateConfig())["patch"] == 1  # TimeGAN's own length stays as it is
+
+    seen = []
+    monkeypatch.setattr(gen, "repeated", lambda fn, r, s, **kw: seen.append((fn.__name__, r.shape, s.shape)) or
+                        {"mean": 0.0, "std": 0.0})
+
+    class Fixed:
+        def sample(self, counts, seed):
+            n = int(counts.sum())
+            return np.random.default_rng(seed).standard_normal((n, 100, 2)).astype(np.float32), np.zeros(n, int)
+
+    real = np.random.default_rng(0).standard_normal((3000, 100, 2)).astype(np.float32)
+    out = gen.evaluate(Fixed(), real, np.zeros(3000, int), GenerateConfig(eval_strict=True), seed=0)
+    assert out["eval"]["patch"] == 5 and out["eval"]["windows"] == 2000 and out["eval_seconds"] >= 0
+    assert [name for name, _, _ in seen] == ["discriminative_score", "predictive_score", "predictive_score",
+                                             "discriminative_score"]
+    assert all(r == (2000, 20, 10) and s in ((2000, 20, 10),) for _, r, s in seen)
+    np.testing.assert_array_equal(gen.patched(real[:2, :6], 4)[0, 0], np.r_[np.zeros(4), real[0, :2].ravel()])
+
+
+def test_the_strict_discriminator_is_at_least_as_sharp_on_an_easy_case():
+    from tsatlas.metrics import discriminative_score
+
+    rng = np.random.default_rng(0)
+    real = np.sin(np.linspace(0, 6, 24))[None, :, None] + 0.1 * rng.standard_normal((200, 24, 1))
+    fake = 0.1 * rng.standard_normal((200, 24, 1))
+    assert discriminative_score(real, fake, iterations=200, strict=True) >= 0.4

@@ -253,3 +253,19 @@ def test_contrastive_objective_makes_z_ignore_time_shifts_more_than_reconstructi
 
     ratios = [shift_vs_spread("contrastive", s) / shift_vs_spread("reconstruction", s) for s in range(3)]
     assert np.mean(ratios) < 0.8, ratios  # measured: 0.52-0.77 over seeds 0-5, mean 0.64
+
+
+def test_latent_auto_keeps_the_smallest_size_within_tolerance_of_the_best():
+    from tsatlas.autoencoder import LATENT_LADDER, LATENT_TOLERANCE
+
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 2 * np.pi, 16)
+    X = (np.sin(t[None, :] * rng.uniform(1, 3, (120, 1)) + rng.uniform(0, 6, (120, 1)))[:, :, None]).astype(np.float32)
+    ae = RNNAutoencoder(latent="auto", hidden=8, epochs=2, batch_size=32, min_batches=1, device="cpu").fit(X)
+    losses = ae.latent_losses_
+    assert sorted(losses) == list(LATENT_LADDER)
+    best = min(losses.values())
+    assert ae.latent_ == min(k for k, v in losses.items() if v <= best * (1 + LATENT_TOLERANCE))
+    assert ae.transform(X).shape == (120, ae.latent_)
+    again = RNNAutoencoder.from_bytes(ae.to_bytes(), device="cpu")
+    assert again.latent_ == ae.latent_ and np.allclose(again.transform(X), ae.transform(X))

@@ -45,6 +45,10 @@ _T = {name: f.default for name, f in TrainConfig.model_fields.items()}
 _C = {name: f.default for name, f in ClusterConfig.model_fields.items()}
 
 _ARCH = ("cell", "hidden", "latent", "layers", "bidirectional", "dropout", "teacher_forcing")
+# latent="auto": the sizes tried, on how many windows, for how many epochs, and how close to the
+# best validation loss the smallest kept size must come.
+LATENT_LADDER = (2, 4, 8, 16, 32)
+LATENT_SAMPLE, LATENT_EPOCHS, LATENT_TOLERANCE = 2000, 8, 0.10
 AUTO_STEPS = 8  # patch="auto": the fewest steps per recurrent step that leave at most this many recurrent steps
 
 
@@ -106,8 +110,9 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
     """LSTM/GRU encoder-decoder whose bottleneck z embeds each window.
 
     Parameters are the `train.*` config keys (n_clusters, k_min and k_max come from `cluster.*`);
-    fitted attributes end in `_`: `module_`, `history_`, `n_channels_`, `seq_len_`, `patch_`, `device_`,
-    `n_clusters_` (0 unless objective="idec"), `cluster_centers_`.
+    fitted attributes end in `_`: `module_`, `history_`, `n_channels_`, `seq_len_`, `patch_`, `latent_`
+    (`latent_losses_`: the ladder's validation losses when latent="auto"), `device_`, `n_clusters_`
+    (0 unless objective="idec"), `cluster_centers_`.
     """
 
     def __init__(self, cell: str = _T["cell"], layers: int = _T["layers"], hidden: int = _T["hidden"],
@@ -150,7 +155,25 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
         torch.manual_seed(self.random_state)
         return RecurrentAutoencoder(AEConfig(n_channels=n_channels, n_clusters=n_clusters,
                                              patch=self.patch_,
-                                             **{k: getattr(self, k) for k in _ARCH}))
+                                             **{k: getattr(self, k) for k in _ARCH} | {"latent": self.latent_}))
+
+    def _choose_latent(self, X: np.ndarray) -> tuple[int, dict[int, float]]:
+        """latent="auto": fit each size of LATENT_LADDER on a seeded sample of at most
+        LATENT_SAMPLE windows (at most LATENT_EPOCHS epochs, the same objective) and keep the
+        smallest whose best validation reconstruction loss is within LATENT_TOLERANCE of the best."""
+        rng = np.random.default_rng(self.random_state)
+        sample = X[np.sort(rng.choice(len(X), min(len(X), LATENT_SAMPLE), replace=False))]
+        params = self.get_params() | {"epochs": min(self.epochs, LATENT_EPOCHS), "device": self.device}
+        if params["objective"] == "idec":  # the size is about reconstruction; the joint phase comes after
+            params["objective"] = "reconstruction"
+        losses = {}
+        for size in LATENT_LADDER:
+            fit = type(self)(**params | {"latent": size}).fit(sample)
+            losses[size] = float(min(h["val_loss"] for h in fit.history_))
+        best = min(losses.values())
+        chosen = min(size for size, v in losses.items() if v <= best * (1 + LATENT_TOLERANCE))
+        log.info("latent=auto: validation loss by size %s: chose %d", {k: round(v, 5) for k, v in losses.items()}, chosen)
+        return chosen, losses
 
     def split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Seeded train/validation indices."""
@@ -176,6 +199,8 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
                              "outside DDP's gradient sync); train it in one process")
         self.n_channels_, self.seq_len_ = X.shape[2], X.shape[1]
         self.patch_ = resolve_patch(self.patch, self.seq_len_)
+        self.latent_, self.latent_losses_ = (self._choose_latent(X) if self.latent == "auto"
+                                             else (int(self.latent), None))
         self.device_ = pick_device(self.device)
         if self.device_.type == "cuda" and world()[1] > 1:  # torchrun: one GPU per local process
             self.device_ = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -273,7 +298,7 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
         torch.save({"params": self.get_params(), "n_channels": self.n_channels_, "seq_len": self.seq_len_,
-                    "n_clusters": self.n_clusters_,
+                    "n_clusters": self.n_clusters_, "latent": self.latent_,
                     "state_dict": {k: v.cpu() for k, v in self.module_.state_dict().items()}}, buf)
         return buf.getvalue()
 
@@ -284,6 +309,7 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
         ae = cls(**{"patch": 1, **ckpt["params"], "device": device})  # saved before `patch` existed: one step per recurrent step
         ae.n_channels_, ae.seq_len_ = int(ckpt["n_channels"]), int(ckpt["seq_len"])
         ae.patch_ = resolve_patch(ae.patch, ae.seq_len_)
+        ae.latent_, ae.latent_losses_ = int(ckpt.get("latent", ae.latent)), None
         ae.device_ = pick_device(device)
         ae.n_clusters_ = int(ckpt.get("n_clusters", 0))
         ae.module_ = ae._build(ae.n_channels_, ae.n_clusters_)

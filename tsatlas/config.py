@@ -103,7 +103,10 @@ class TrainConfig(_Section):
     cell: Literal["lstm", "gru"] = Field("gru", description="Recurrent cell.")
     layers: int = Field(1, ge=1, le=8, description="Stacked recurrent layers in encoder and decoder.")
     hidden: int = Field(32, ge=2, le=4096, description="Hidden units per layer.")
-    latent: int = Field(8, ge=1, le=1024, description="Size of the embedding z.")
+    latent: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = Field(
+        8, description="Size of the embedding z. auto: sizes 2, 4, 8, 16, 32 are fitted on a sample of at most "
+        "2,000 windows for at most 8 epochs each, and the smallest whose validation loss is within 10% of the best "
+        "is kept (the manifest records every size's loss).")
     bidirectional: bool = Field(False, description="Bidirectional encoder.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout between stacked layers.")
     teacher_forcing: float = Field(
@@ -173,6 +176,8 @@ class GenerateConfig(_Section):
     evaluate: bool = Field(True, description="Compute generation metrics against the real windows.")
     eval_repeats: int = Field(3, ge=1, le=100, description="Seeds per post-hoc metric (mean and std are reported).")
     eval_iterations: int = Field(500, ge=10, le=100_000, description="Training iterations of each post-hoc GRU.")
+    eval_strict: bool = Field(
+        False, description="Also report a stricter discriminative score (two GRU layers of C units) beside the paper's.")
 
 
 class PipelineConfig(_Section):

@@ -160,3 +160,17 @@ def error_histogram(errors: np.ndarray, threshold: float) -> bytes:
     ax.legend()
     ax.grid(alpha=0.2)
     return _png(fig)
+
+
+def k_choice(silhouette_by_k: dict[str, float], chosen: int) -> bytes:
+    """Silhouette of every k tried by cluster.k=auto, the chosen k marked."""
+    ks = sorted(int(k) for k in silhouette_by_k)
+    vals = [silhouette_by_k[str(k)] for k in ks]
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    ax.plot(ks, vals, marker="o", color=COLORS(0))
+    ax.axvline(chosen, color="grey", ls=":", lw=1)
+    ax.annotate(f"k = {chosen}", (chosen, max(vals)), textcoords="offset points", xytext=(6, -12), fontsize=8)
+    ax.set(title="Choosing k", xlabel="k", ylabel="silhouette (sample of windows)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    return _png(fig)

@@ -23,11 +23,13 @@ CAPTIONS = {
     "real_vs_synthetic": "Synthetic windows against real ones, per cluster: a few examples of the first channel "
                          "(left) and the mean autocorrelation of each channel (right). Matching curves mean the "
                          "generator reproduces the temporal structure.",
+    "k_choice": "With cluster.k=auto, K-means is fitted for every k from cluster.k_min to cluster.k_max on a "
+                "sample of the windows, and the k with the highest silhouette is kept (dotted line).",
     "errors": "How well each window is reconstructed. Windows right of the threshold (the 99th percentile) are "
               "flagged as unusual; `tsatlas score` uses the same threshold on new data.",
 }
 TITLES = {"loss": "Training", "embeddings": "Embedding map", "prototypes": "Cluster prototypes",
-          "real_vs_synthetic": "Real vs synthetic", "errors": "Reconstruction errors"}
+          "real_vs_synthetic": "Real vs synthetic", "k_choice": "Choosing k", "errors": "Reconstruction errors"}
 
 
 MAX_MEMBERS = 2000  # windows per cluster drawn in bands and overlays
@@ -45,7 +47,7 @@ def synthetic_windows(table: pa.Table, channels: list[str], steps: int) -> tuple
 
 def figures(ae: Any, w: Any, channels: list[str], Z: np.ndarray, recon_error: np.ndarray, threshold: float,
             labels: np.ndarray, centroids: np.ndarray, synthetic: pa.Table, history: list[dict[str, Any]],
-            seed: int = 0) -> tuple[dict[str, bytes], np.ndarray]:
+            seed: int = 0, silhouette_by_k: dict[str, float] | None = None) -> tuple[dict[str, bytes], np.ndarray]:
     """Every figure of a run (name -> PNG) and the decoded prototypes (k, T, C) in original units.
 
     Args:
@@ -69,6 +71,8 @@ def figures(ae: Any, w: Any, channels: list[str], Z: np.ndarray, recon_error: np
         "real_vs_synthetic": plots.real_vs_synthetic(members, [synth[s_cl == c] for c in range(k)], channels, seed=seed),
         "errors": plots.error_histogram(recon_error, threshold),
     }
+    if silhouette_by_k:  # cluster.k=auto
+        images["k_choice"] = plots.k_choice(silhouette_by_k, k)
     return images, proto
 
 
@@ -115,8 +119,8 @@ def flat_metrics(facts: dict[str, Any]) -> list[dict[str, Any]]:
     tr, cl, ge = facts["train"], facts["cluster"], facts["generate"]
     flat = {f"train.{k}": v for k, v in tr.items()} | {f"cluster.{k}": v for k, v in cl.items()
                                                         if not isinstance(v, (list, dict))}
-    flat |= {f"generate.{k}": (v["mean"] if isinstance(v, dict) and "mean" in v else v) for k, v in ge.items()
-             if not isinstance(v, list)}
+    flat |= {f"generate.{k}": (v["mean"] if isinstance(v, dict) else v) for k, v in ge.items()
+             if not isinstance(v, list) and (not isinstance(v, dict) or "mean" in v)}
     return [{"metric": k, "value": v} for k, v in flat.items()]
 
 
@@ -139,7 +143,7 @@ def render(manifest: dict[str, Any], images: dict[str, bytes]) -> str:
     tr, cl, ge = m["metrics"]["train"], m["metrics"]["cluster"], m["metrics"]["generate"]
     n, T, C = win["shape"]
     sections = []
-    for name in ("loss", "embeddings", "prototypes", "real_vs_synthetic", "errors"):
+    for name in ("loss", "embeddings", "prototypes", "real_vs_synthetic", "k_choice", "errors"):
         if name in images:
             b64 = base64.b64encode(images[name]).decode()
             sections.append(f'<section><h2>{TITLES[name]}</h2><p>{CAPTIONS[name]}</p>'

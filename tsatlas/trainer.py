@@ -92,6 +92,9 @@ def fit_resumable(store: Store, key: str, X: np.ndarray, cfg: TrainConfig, seed:
         metrics["replicas_identical"] = len(set(replicas)) == 1
     if ae.n_clusters_:
         metrics["idec_clusters"] = ae.n_clusters_
+    if ae.latent_losses_ is not None:
+        metrics["latent"] = ae.latent_
+        metrics["latent_losses"] = {str(k): round(v, 6) for k, v in ae.latent_losses_.items()}
     return ae, metrics
 
 

@@ -156,15 +156,21 @@ def series_table(X: np.ndarray, cluster: np.ndarray, channels: list[str]) -> pd.
 
 
 EVAL_STEPS = 24  # recurrent steps of the post-hoc GRUs (TimeGAN's benchmarks use windows of 24)
+EVAL_EPOCHS = 20  # passes over the evaluation windows that bound a post-hoc GRU's iterations
+EVAL_BATCH = 128
 
 
 def eval_plan(n_windows: int, steps: int, cfg: GenerateConfig) -> dict[str, int]:
-    """How the post-hoc metrics run, bounded whatever the window length: at most EVAL_MAX windows
-    per side, and windows longer than EVAL_STEPS read `patch` consecutive steps per recurrent step
-    (as the autoencoder does), so each GRU runs at most EVAL_STEPS recurrent steps."""
+    """How the post-hoc metrics run, bounded whatever the window length and data size: at most
+    EVAL_MAX windows per side; windows longer than EVAL_STEPS read `patch` consecutive steps per
+    recurrent step (as the autoencoder does), so each GRU runs at most EVAL_STEPS recurrent steps;
+    and at most generate.eval_iterations iterations, fewer when EVAL_EPOCHS passes over the
+    windows take fewer."""
+    windows = min(n_windows, EVAL_MAX)
     patch = max(1, -(-steps // EVAL_STEPS))
-    return {"windows": min(n_windows, EVAL_MAX), "patch": patch, "recurrent_steps": -(-steps // patch),
-            "iterations": cfg.eval_iterations, "repeats": cfg.eval_repeats}
+    iterations = min(cfg.eval_iterations, max(50, -(-EVAL_EPOCHS * 2 * windows // EVAL_BATCH)))
+    return {"windows": windows, "patch": patch, "recurrent_steps": -(-steps // patch), "iterations": iterations,
+            "repeats": cfg.eval_repeats}
 
 
 def patched(X: np.ndarray, patch: int) -> np.ndarray:
@@ -188,7 +194,7 @@ def evaluate(gen: Generator, real: np.ndarray, labels: np.ndarray, cfg: Generate
     synth, _ = gen.sample(allocate(np.bincount(labels), len(real)), seed + 1)
     scores = generation_scores(real, synth, seed)
     r, s = patched(real, plan["patch"]), patched(synth, plan["patch"])
-    kw = dict(repeats=cfg.eval_repeats, seed=seed, iterations=cfg.eval_iterations)
+    kw = dict(repeats=plan["repeats"], seed=seed, iterations=plan["iterations"], batch=EVAL_BATCH)
     scores |= {"discriminative": repeated(discriminative_score, r, s, **kw),
                "predictive": repeated(predictive_score, r, s, **kw),
                "predictive_real": repeated(predictive_score, r, r, **kw)}

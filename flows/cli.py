@@ -113,6 +113,31 @@ class _Stderr(logging.StreamHandler):
         pass
 
 
+class _Bars:
+    """At a terminal: one rich progress bar per stage with long work (training epochs, evaluation
+    fits), drawn below the stage lines and removed when the stage's work is done."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("  {task.description:<8}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            if not self.tasks:
+                self.progress.start()
+            self.tasks[stage] = self.progress.add_task(stage, total=total)
+        self.progress.update(self.tasks[stage], completed=done, total=total)
+        if done >= total:
+            self.progress.remove_task(self.tasks.pop(stage))
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
 def _stage_lines() -> None:
     """The core's progress (each stage as it starts, ends or is reused, with its seconds, and
     warnings) as plain lines on stderr, flushed at once, at a terminal or piped to a log."""
@@ -239,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from tsatlas.errors import TsatlasError
 
+    from tsatlas import progress
+
+    bars = _Bars() if sys.stderr.isatty() and args.command in ("run", "backfill") else None
+    progress.set_sink(bars)
     try:
         commands = {"run": cmd_run, "backfill": cmd_backfill, "score": cmd_score, "serve": cmd_serve,
                     "report": cmd_report}
@@ -251,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tsatlas: interrupted", file=sys.stderr)
         return 130
+    finally:
+        progress.set_sink(None)
+        if bars is not None:
+            bars.close()
 
 
 if __name__ == "__main__":

@@ -99,9 +99,14 @@ def test_stage_lines_as_they_happen_piped_and_at_a_terminal(prefect_harness, tin
     for stage in ("ingest", "windows", "train", "embed", "cluster", "generate", "report"):
         assert f"tsatlas: {stage:<8} started" in err and any(ln.startswith(f"tsatlas: {stage:<8} done in ") for ln in err), err
     assert any("epoch 3/3" in ln for ln in err) and "run " in piped.stdout and "tsatlas:" not in piped.stdout
+    assert "\x1b[" not in piped.stderr  # no bar drawn into a pipe
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert "tsatlas: train    reused" in again.stderr and "tsatlas: ingest   reused" in again.stderr
+    # at a terminal, a fresh root: the same lines, and rich's bars for training epochs and evaluation fits
+    cmd[cmd.index("--root") + 1] = str(tmp_path / "art2")
     tty = subprocess.run(["script", "-qc", " ".join(cmd), "/dev/null"], env=env, capture_output=True, text=True,
                          timeout=300)
     assert tty.returncode == 0, tty.stdout[-2000:]
-    assert "tsatlas: train    reused" in tty.stdout and "tsatlas: ingest   reused" in tty.stdout
+    assert "tsatlas: train    done in" in tty.stdout and "3/3" in tty.stdout and "\x1b[" in tty.stdout
 
 

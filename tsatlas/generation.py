@@ -25,6 +25,7 @@ from tsatlas.config import GenerateConfig
 from tsatlas.errors import ConfigError
 from tsatlas.gan import GANSchedule, sample_timegan, train_timegan
 from tsatlas.metrics import discriminative_score, generation_scores, predictive_score, repeated
+from tsatlas.progress import report
 from tsatlas.windowing import Windows
 
 log = logging.getLogger(__name__)
@@ -195,11 +196,14 @@ def evaluate(gen: Generator, real: np.ndarray, labels: np.ndarray, cfg: Generate
     scores = generation_scores(real, synth, seed)
     r, s = patched(real, plan["patch"]), patched(synth, plan["patch"])
     kw = dict(repeats=plan["repeats"], seed=seed, iterations=plan["iterations"], batch=EVAL_BATCH)
-    scores |= {"discriminative": repeated(discriminative_score, r, s, **kw),
-               "predictive": repeated(predictive_score, r, s, **kw),
-               "predictive_real": repeated(predictive_score, r, r, **kw)}
+    fits = [("discriminative", discriminative_score, s, {}), ("predictive", predictive_score, s, {}),
+            ("predictive_real", predictive_score, r, {})]
     if cfg.eval_strict:
-        scores["discriminative_strict"] = repeated(discriminative_score, r, s, strict=True, **kw)
+        fits.append(("discriminative_strict", discriminative_score, s, {"strict": True}))
+    for i, (name, fn, other, extra) in enumerate(fits):
+        report("generate", i, len(fits))
+        scores[name] = repeated(fn, r, other, **kw, **extra)
+    report("generate", len(fits), len(fits))
     return scores | {"eval": plan, "eval_seconds": round(time.perf_counter() - t0, 2)}
 
 

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from tsatlas import catalog
 from tsatlas.autoencoder import RNNAutoencoder
 from tsatlas.config import ClusterConfig, TrainConfig
+from tsatlas.progress import report
 from tsatlas.stage import run_stage
 from tsatlas.storage import Store
 from tsatlas.training import world
@@ -73,6 +74,7 @@ def fit_resumable(store: Store, key: str, X: np.ndarray, cfg: TrainConfig, seed:
                  cfg.cluster_epochs if joint else cfg.epochs, h["train_loss"], h["val_loss"], h["seconds"])
         if progress is not None:
             progress(epoch, budget, h)
+        report("train", epoch, budget)
         catalog.write_checkpoint(store, key, state)
 
     t0 = time.perf_counter()

@@ -11,7 +11,8 @@ from prefect.artifacts import create_table_artifact
 
 from tasks.common import open_store
 from tsatlas import catalog
-from tsatlas.config import ClusterConfig, GenerateConfig, IngestConfig, PipelineConfig, TrainConfig, WindowsConfig
+from tsatlas.config import (ClusterConfig, Concurrency, DateText, Every, GenerateConfig, IngestConfig, PipelineConfig,
+                            Seed, TrainConfig, WindowsConfig)
 from tsatlas.errors import TsatlasError
 from tsatlas.ingest import BUNDLED_DATA, resolve_data
 from tsatlas.partitions import partition_name, partitions, record_key
@@ -44,9 +45,9 @@ def run_partition(data: str, p: tuple[str, str], config: PipelineConfig, root: s
 
 @flow(name="backfill")
 def backfill(
-    start: str,
-    end: str,
-    every: str = "1d",
+    start: DateText,
+    end: DateText,
+    every: Every = "1d",
     data: str = BUNDLED_DATA,
     root: str = "./artifacts",
     ingest: IngestConfig = IngestConfig(),
@@ -54,13 +55,28 @@ def backfill(
     train: TrainConfig = TrainConfig(),
     cluster: ClusterConfig = ClusterConfig(),
     generate: GenerateConfig = GenerateConfig(),
-    seed: int = 0,
-    max_concurrency: int = 2,
+    seed: Seed = 0,
+    max_concurrency: Concurrency = 2,
     credentials: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run the atlas flow once per partition [a, b) of [start, end), `every` long, at most
     `max_concurrency` at a time. Partitions already done with the same data and config are
     skipped, so after a failure a re-run finishes only what is missing.
+
+    Args:
+        start: start of the first partition, a date or time such as 2024-01-01 or 2024-01-01T06:00Z.
+        end: end of the last partition (exclusive), after start.
+        every: partition length: a positive number and a unit (s, min, h, d, w), e.g. 1d, 6h, 30d.
+        data: CSV or Parquet file (path or fsspec URL) holding every partition.
+        root: artifact store root (local folder or fsspec URL such as s3://bucket/prefix).
+        ingest: how to read the input table (start and end are set per partition).
+        windows: how series are cut into windows and scaled.
+        train: the recurrent autoencoder and its training.
+        cluster: K-means over the embeddings.
+        generate: synthetic series per cluster.
+        seed: seed for every random step.
+        max_concurrency: partitions run at once (at least 1).
+        credentials: name of a Prefect AwsCredentials block for s3:// data and root.
 
     Returns:
         One row per partition: partition, state, run id, manifest (also a table artifact).

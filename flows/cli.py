@@ -219,14 +219,20 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+SERVE_SUFFIX = "-serve"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the deployments of deployments/prefect.yaml from this process: same names,
-    schedules and parameters as `prefect deploy` would create, but no work pool or worker."""
+    """Serve the deployments of deployments/prefect.yaml from this process, without a work pool,
+    under their names plus SERVE_SUFFIX, so that the deployments `prefect deploy` made from the
+    same file are never overwritten or paused by it; schedules (with their time zone),
+    concurrency limits, parameters and descriptions are carried over."""
     import importlib
     from pathlib import Path
 
     import yaml
     from prefect import serve
+    from prefect.schedules import Cron
 
     repo = Path(__file__).resolve().parents[1]
     spec = yaml.safe_load(Path(args.prefect_file or repo / "deployments" / "prefect.yaml").read_text())
@@ -235,9 +241,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for d in spec["deployments"]:
         path, name = d["entrypoint"].split(":")
         flow_obj = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), name)
-        crons = [s["cron"] for s in d.get("schedules", []) if "cron" in s]
-        deployments.append(flow_obj.to_deployment(name=d["name"], description=d.get("description"),
-                                                  parameters=d.get("parameters", {}), cron=crons or None))
+        schedules = [Cron(s["cron"], timezone=s.get("timezone"), active=s.get("active", True))
+                     for s in d.get("schedules", []) if "cron" in s]
+        deployments.append(flow_obj.to_deployment(
+            name=d["name"] + SERVE_SUFFIX, description=d.get("description"), parameters=d.get("parameters", {}),
+            schedules=schedules or None, concurrency_limit=d.get("concurrency_limit"),
+            enforce_parameter_schema=d.get("enforce_parameter_schema", True)))
     serve(*deployments)
     return 0
 

@@ -15,7 +15,7 @@ from tasks.manifest import manifest_task, new_run_id
 from tasks.report import report_task
 from tasks.train import train_task
 from tasks.windows import windows_task
-from tsatlas.config import ClusterConfig, GenerateConfig, IngestConfig, PipelineConfig, TrainConfig, WindowsConfig
+from tsatlas.config import ClusterConfig, GenerateConfig, IngestConfig, PipelineConfig, Seed, TrainConfig, WindowsConfig
 from tsatlas.ingest import BUNDLED_DATA, resolve_data
 
 
@@ -28,7 +28,7 @@ def atlas(
     train: TrainConfig = TrainConfig(),
     cluster: ClusterConfig = ClusterConfig(),
     generate: GenerateConfig = GenerateConfig(),
-    seed: int = 0,
+    seed: Seed = 0,
     credentials: str | None = None,
 ) -> dict[str, Any]:
     """Learn an atlas of the series in `data`: windows, a recurrent autoencoder, K-means
@@ -37,7 +37,11 @@ def atlas(
     Args:
         data: CSV or Parquet file (path or fsspec URL), long or wide table.
         root: artifact store root (local folder or fsspec URL such as s3://bucket/prefix).
-        ingest, windows, train, cluster, generate: one config section per stage.
+        ingest: how to read the input table.
+        windows: how series are cut into windows and scaled.
+        train: the recurrent autoencoder and its training.
+        cluster: K-means over the embeddings.
+        generate: synthetic series per cluster.
         seed: seed for every random step.
         credentials: name of a Prefect AwsCredentials block for s3:// data and root; default:
             the AWS_* environment variables or profile.

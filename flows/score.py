@@ -6,13 +6,14 @@ from typing import Any
 
 from prefect import flow
 
+from tsatlas.config import Device
 from tsatlas.ingest import resolve_data
 from tasks.score import score_task
 
 
 @flow(name="score")
 def score(data: str, model: str = "latest", root: str = "./artifacts", credentials: str | None = None,
-          device: str = "auto") -> dict[str, Any]:
+          device: Device = "auto") -> dict[str, Any]:
     """Score new series with a trained atlas: cluster per window, distance to its centroid,
     reconstruction error, and an anomaly flag above the threshold learned in training.
 

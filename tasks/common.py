@@ -15,10 +15,11 @@ from tsatlas.storage import Store
 
 
 def _retry_unless_user_error(task, task_run, state) -> bool:
-    """Bad input, bad config, a corrupt artifact or a diverged fit fails at once: retrying cannot fix it."""
+    """Bad input, bad config (ValueError, which pandas' DateParseError and pydantic's
+    ValidationError are), a corrupt artifact or a diverged fit fails at once: retrying cannot fix it."""
     try:
         state.result()
-    except (InputError, ConfigError, CorruptArtifactError, NonFiniteLossError):
+    except (InputError, ConfigError, CorruptArtifactError, NonFiniteLossError, ValueError):
         return False
     except Exception:
         return True

@@ -198,8 +198,9 @@ def _hostile(tmp_path):
     return [
         ([paths["huge"]], [], "huge.csv: series 's0', column 'ch0', at 2024-01-01 07:00:00+00:00: value 1e+308 is too large"),
         ([paths["y2300"]], [], "is outside the supported time range"),
-        ([paths["huge"]], ["ingest.freq=banana"], "ingest.freq: Value error, 'banana' is not a positive time step"),
-        ([paths["huge"]], ["ingest.start=notadate"], "ingest.start: Value error, 'notadate' is not a date"),
+        ([paths["huge"]], ["ingest.freq=banana"], "ingest.freq: 'banana' is not a positive time step"),
+        ([paths["huge"]], ["ingest.start=notadate"], "ingest.start: 'notadate' is not a date or time"),
+        ([paths["huge"]], ["ingest.freq=0h"], "ingest.freq: Value error, '0h' is not a positive time step"),
     ]
 
 

@@ -129,22 +129,53 @@ def test_deploy_run_from_the_api_and_the_ui_form(server, tiny_csv, tmp_path):
     assert "Steps per window." in text and "Recurrent cell." in text
 
 
-def test_tsatlas_serve_registers_the_same_deployments(server):
+def test_serve_and_deploy_on_one_server_leave_each_other_alone(server):
+    """`prefect deploy` ran in the test above; `tsatlas serve` against the same server registers
+    its own deployments (name + "-serve") with the same schedules, time zone and concurrency
+    limit, and on exit leaves the deployed ones as they were: not paused, same pool and limit."""
     api = server["api"]
-    before = _api(f"{api}/deployments/name/score/score")[1] or {}
+    deployed = {n: _api(f"{api}/deployments/name/{f}/{n}")[1] for f, n in
+                (("atlas", "atlas-nightly"), ("backfill", "backfill"), ("score", "score"))}
+    assert all(d and d.get("id") for d in deployed.values()), "run after the deploy test"
     proc = subprocess.Popen([str(BIN / "tsatlas"), "serve"], env=server["env"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 120
         while True:
-            status, dep = _api(f"{api}/deployments/name/score/score")
-            if status == 200 and dep.get("updated") != before.get("updated") and dep["status"] == "READY":
+            status, served = _api(f"{api}/deployments/name/atlas/atlas-nightly-serve")
+            if status == 200 and served["status"] == "READY" and _api(f"{api}/deployments/name/score/score-serve")[0] == 200:
                 break
             assert time.time() < deadline and proc.poll() is None, "tsatlas serve did not register its deployments"
             time.sleep(0.5)
-        status, atlas = _api(f"{api}/deployments/name/atlas/atlas-nightly")
-        assert atlas["entrypoint"] == "flows/pipeline.py:atlas"
-        assert atlas["schedules"][0]["schedule"]["cron"] == "0 2 * * *"
+        assert served["entrypoint"] == "flows/pipeline.py:atlas" and served["work_pool_name"] is None
+        sched = served["schedules"][0]["schedule"]
+        assert sched["cron"] == "0 2 * * *" and sched["timezone"] == "UTC"
+        assert served["concurrency_limit"] == 1 or (served.get("global_concurrency_limit") or {}).get("limit") == 1
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+    for (f, n), before in zip((("atlas", "atlas-nightly"), ("backfill", "backfill"), ("score", "score")),
+                              deployed.values()):
+        after = _api(f"{api}/deployments/name/{f}/{n}")[1]
+        assert after["id"] == before["id"] and after["updated"] == before["updated"], n
+        assert not after["paused"] and after["work_pool_name"] == "tsatlas" and after["path"] == before["path"], n
+    atlas = _api(f"{api}/deployments/name/atlas/atlas-nightly")[1]
+    assert atlas["schedules"][0]["schedule"]["timezone"] == "UTC"
+    assert atlas["concurrency_limit"] == 1 or (atlas.get("global_concurrency_limit") or {}).get("limit") == 1
+
+
+def test_the_api_refuses_bad_flow_parameters_before_a_run_exists(server):
+    api = server["api"]
+    status, atlas = _api(f"{api}/deployments/name/atlas/atlas-nightly")
+    status, bf = _api(f"{api}/deployments/name/backfill/backfill")
+    status, sc = _api(f"{api}/deployments/name/score/score")
+    for dep in (atlas, bf, sc):  # every parameter of every flow is described
+        props = dep["parameter_openapi_schema"]["properties"]
+        assert all(p.get("description") for p in props.values()), dep["name"]
+    base = {"start": "2024-01-01", "end": "2024-02-01"}
+    cases = [(atlas, {"seed": -1}), (atlas, {"ingest": {"start": "not-a-date"}}), (atlas, {"ingest": {"freq": "banana"}}),
+             (bf, {**base, "every": "-5d"}), (bf, {**base, "max_concurrency": 0}), (bf, {**base, "max_concurrency": -1}),
+             (bf, {"start": "not-a-date", "end": "2024-02-01"}), (sc, {"data": "x.csv", "device": "tpu"})]
+    for dep, params in cases:
+        status, body = _api(f"{api}/deployments/{dep['id']}/create_flow_run", {"parameters": params})
+        assert status == 409, (dep["name"], params, status, body)

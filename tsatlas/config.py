@@ -16,6 +16,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tsatlas.errors import ConfigError
 
 
+_DATE = r"\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d+)?)?)?)?(Z|[+-]\d{2}:?\d{2})?"
+_BOUND = rf"^([+-]?\d+|{_DATE})$"  # a date or time, or an integer step
+_FREQ = r"^(\d+|(\d+(\.\d+)?\s*(ns|us|ms|s|sec|min|T|h|H|d|D|w|W)\s*)+)$"
+
+_FORMS = {"freq": "a positive time step such as '1h', '15min', '1D', or '1' for integer steps",
+          "start": "a date or time such as 2024-01-31 or 2024-01-31T12:00Z, nor an integer step",
+          "end": "a date or time such as 2024-01-31 or 2024-01-31T12:00Z, nor an integer step"}
+
+# Flow parameters outside the sections, typed so that the API refuses bad values before a run exists.
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+DateText = Annotated[str, Field(pattern=rf"^{_DATE}$")]
+Every = Annotated[str, Field(pattern=r"^[1-9]\d*(s|min|h|d|D|w)$")]
+Concurrency = Annotated[int, Field(ge=1, le=256)]
+Device = Literal["auto", "cpu", "cuda"]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -32,10 +48,12 @@ class IngestConfig(_Section):
     )
     channels: list[str] | None = Field(None, description="Channel columns to use; default: every column but id, time and label.")
     label_column: str = Field("label", description="Optional per-series label, kept for evaluation only.")
-    freq: str | None = Field(None, description="Grid step, e.g. '1h' or '1' for integer steps; default: the median step.")
+    freq: str | None = Field(None, pattern=_FREQ, description="Grid step, e.g. '1h', '15min' or '1' for integer "
+                             "steps; default: the median step.")
     max_gap: int = Field(3, ge=0, le=10_000, description="Longest run of missing steps that is filled by interpolation.")
-    start: str | None = Field(None, description="Only rows at or after this time (inclusive).")
-    end: str | None = Field(None, description="Only rows before this time (exclusive).")
+    start: str | None = Field(None, pattern=_BOUND, description="Only rows at or after this time (inclusive): a date "
+                              "or time such as 2024-01-31 or 2024-01-31T12:00Z, or an integer step.")
+    end: str | None = Field(None, pattern=_BOUND, description="Only rows before this time (exclusive).")
 
 
     @field_validator("freq", "start", "end", mode="before")
@@ -205,6 +223,8 @@ def _format_error(err: ValidationError, prefix: str = "") -> str:
         key = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("literal[", "int", "function", "constrained-")))
         if e["type"] == "extra_forbidden":
             parts.setdefault(key, f"{prefix}{key}: unknown key")
+        elif e["type"] == "string_pattern_mismatch" and key.rsplit(".", 1)[-1] in _FORMS:
+            parts.setdefault(key, f"{prefix}{key}: {e.get('input')!r} is not {_FORMS[key.rsplit('.', 1)[-1]]}")
         else:
             parts.setdefault(key, f"{prefix}{key}: {e['msg']} (got {e.get('input')!r})")
     return "; ".join(parts.values())

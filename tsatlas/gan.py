@@ -37,7 +37,8 @@ def _batch(n: int, size: int, gen: torch.Generator, device: torch.device) -> tor
 def train_timegan(X: np.ndarray, clusters: np.ndarray | None = None, *,
                   hidden: int = GenerateConfig.model_fields["gan_hidden"].default,
                   layers: int = GenerateConfig.model_fields["gan_layers"].default,
-                  schedule: GANSchedule | None = None, seed: int = 0, device: str = "auto") -> tuple[TimeGAN, list]:
+                  schedule: GANSchedule | None = None, seed: int = 0, device: str = "auto",
+                  bounded: bool = True) -> tuple[TimeGAN, list]:
     """Fit a (cluster-conditional) TimeGAN to windows X (n, T, C).
 
     Returns:
@@ -50,8 +51,10 @@ def train_timegan(X: np.ndarray, clusters: np.ndarray | None = None, *,
     n, T, C = X.shape
     c_all = np.zeros(n, np.int64) if clusters is None else np.asarray(clusters, np.int64)
     k = int(c_all.max()) + 1
-    model = TimeGAN(TimeGANConfig(n_channels=C, n_classes=k, hidden=hidden, layers=layers)).to(dev)
+    model = TimeGAN(TimeGANConfig(n_channels=C, n_classes=k, hidden=hidden, layers=layers, bounded=bounded)).to(dev)
     Xd = torch.from_numpy(np.array(X, np.float32)).to(dev)
+    model.fit_range(Xd)
+    Xd = model.scale(Xd)  # what the networks see: [0, 1] per channel when bounded
     Cd = torch.from_numpy(c_all).to(dev)
     m = model
     opt_e = torch.optim.Adam([*m.embedder.parameters(), *m.recovery.parameters()], lr=s.lr)

@@ -22,6 +22,7 @@ class TimeGANConfig:
     layers: int = 3          # recurrent layers per network, as in the paper
     noise: int = 0           # noise width per step; 0 means n_channels, as in the paper
     cell: str = "gru"
+    bounded: bool = True     # as in the paper: data min-max scaled to [0, 1] per channel, sigmoid recovery
 
 
 class _Net(nn.Module):
@@ -51,7 +52,10 @@ class TimeGAN(nn.Module):
         h, k = cfg.hidden, cfg.n_classes
         self.noise_dim = cfg.noise or cfg.n_channels
         self.embedder = _Net(cfg.n_channels, h, cfg, cfg.layers, nn.Sigmoid())
-        self.recovery = _Net(h, cfg.n_channels, cfg, cfg.layers, None)   # standardised data: linear output
+        self.recovery = _Net(h, cfg.n_channels, cfg, cfg.layers, nn.Sigmoid() if cfg.bounded else None)
+        # the data's range per channel: the networks see (x - lo) / span, in [0, 1] when bounded
+        self.register_buffer("lo", torch.zeros(cfg.n_channels))
+        self.register_buffer("span", torch.ones(cfg.n_channels))
         self.generator = _Net(self.noise_dim + k, h, cfg, cfg.layers, nn.Sigmoid())
         self.supervisor = _Net(h, h, cfg, cfg.layers - 1, nn.Sigmoid())
         self.discriminator = _Net(h + k, 1, cfg, cfg.layers, None)
@@ -64,8 +68,18 @@ class TimeGAN(nn.Module):
         """(B, T, hidden) + cluster -> logits (B, T, 1)."""
         return self.discriminator(torch.cat([h, one_hot(c, self.cfg.n_classes, h.shape[1])], dim=-1))
 
+    def fit_range(self, X: torch.Tensor) -> None:
+        """Set lo and span from data (B, T, C) when bounded (per channel min and max - min)."""
+        if self.cfg.bounded:
+            flat = X.reshape(-1, X.shape[-1])
+            self.lo.copy_(flat.min(0).values)
+            self.span.copy_((flat.max(0).values - self.lo).clamp_min(1e-7))
+
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.lo) / self.span
+
     @torch.no_grad()
     def sample(self, c: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """cluster ids (B,) -> synthetic windows (B, steps, C) in the training data's units."""
         z = torch.rand(len(c), steps, self.noise_dim, generator=generator).to(c.device)
-        return self.recovery(self.supervisor(self.generate_latent(z, c)))
+        return self.recovery(self.supervisor(self.generate_latent(z, c))) * self.span + self.lo

@@ -34,12 +34,14 @@ def report_task(run_id: str, refs: dict[str, StageRef], seed: int, root: str,
     figures = run_stage(store, "report", [refs[s] for s in sorted(refs)], {"seed": seed}, compute)
     files = catalog.publish_run_files(store, run_id, figures)
     uris = {n: p["uri"] for n, p in files["plots"].items()}
+    links = {n: p.pop("url") for n, p in files["plots"].items()}  # presigned URLs expire: not kept in the manifest
     facts = {"ingest": refs["ingest"].info, "shape": refs["windows"].shape,
              **{s: refs[s].facts["metrics"] for s in ("train", "cluster", "generate")}}
-    create_markdown_artifact(report.summary_markdown(run_id, facts, uris), key="tsatlas-summary", description=f"run {run_id}")
+    create_markdown_artifact(report.summary_markdown(run_id, facts, uris, links), key="tsatlas-summary",
+                             description=f"run {run_id}")
     create_table_artifact([{"cluster": i, "windows": s} for i, s in enumerate(facts["cluster"]["sizes"])],
                           key="tsatlas-clusters", description="windows per cluster")
     create_table_artifact(report.flat_metrics(facts), key="tsatlas-metrics", description="run metrics")
-    create_markdown_artifact(report.figures_markdown(catalog.read_figures(store, figures), uris), key="tsatlas-figures",
+    create_markdown_artifact(report.figures_markdown(catalog.read_figures(store, figures), links), key="tsatlas-figures",
                              description=f"figures of run {run_id}")
     return files

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.common import STAGE_TASK, block_options, logger, open_store
 from tsatlas import catalog
@@ -14,7 +15,7 @@ from tsatlas.config import IngestConfig, WindowsConfig
 from tsatlas.errors import InputError
 from tsatlas.ingest import ingest_table
 from tsatlas.scoring import align_to_grid, score_series
-from tsatlas.storage import reveal
+from tsatlas.storage import redact, reveal
 
 
 @task(name="score", **STAGE_TASK)
@@ -37,4 +38,12 @@ def score_task(data: str, model: str, root: str, credentials: str | None = None,
     result = catalog.write_scores(store, score_id, table, {"model_run": manifest["run_id"], "data": data, **summary})
     logger().info("score: %d windows, %d anomalies, cluster mix shift (total variation) %.3f",
                   summary["windows"], summary["anomalies"], summary["total_variation"])
+    create_markdown_artifact(
+        f"# tsatlas score `{score_id}`\n- **data**: {redact(data)}\n- **model**: run `{manifest['run_id']}`\n"
+        f"- **windows**: {summary['windows']}, **anomalies**: {summary['anomalies']} above the training threshold "
+        f"{summary['threshold']:.4f}\n- **cluster mix shift** (total variation): {summary['total_variation']:.3f}\n"
+        f"- **scores**: `{result['uri']}`", key="tsatlas-score-summary", description=f"score {score_id}")
+    create_table_artifact([{"cluster": c, "share in training": a, "share in this data": b}
+                           for c, (a, b) in enumerate(zip(summary["train_share"], summary["new_share"]))],
+                          key="tsatlas-score-clusters", description="cluster mix: training vs the scored data")
     return result

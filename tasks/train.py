@@ -32,7 +32,8 @@ def train_task(windows: catalog.WindowsRef, root: str, cfg: TrainConfig, seed: i
         if (ref := catalog.find(store, "train", key)) is None:
             raise StorageError(f"train: the torchrun launch ended without writing stages/train/{key}")
         return ref
-    progress = create_progress_artifact(0.0, description="autoencoder training, % of the epoch budget")
+    progress = create_progress_artifact(0.0, key="tsatlas-train-progress",
+                                        description="autoencoder training, % of the epoch budget")
     ref = train_stage(store, windows, cfg, seed, clusters,
                       progress=lambda epoch, budget, _: update_progress_artifact(progress, 100.0 * epoch / budget))
     update_progress_artifact(progress, 100.0)  # early stopping ends before the budget

@@ -66,11 +66,27 @@ def test_report_of_an_unknown_run(tmp_path, capsys):
     assert "no such run" in capsys.readouterr().err
 
 
-def test_figures_are_inlined_while_they_fit_and_linked_after():
+def test_every_figure_is_inlined_downscaled_to_fit_and_linked_where_a_browser_can_open_it():
+    import io
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+
     from tsatlas.report import figures_markdown
-    images = {"a": b"x" * 300, "b": b"y" * 600, "c": b"z" * 30}  # base64: 400, 800, 40 bytes
-    uris = {n: f"file:///runs/r/plots/{n}.png" for n in images}
-    md = figures_markdown(images, uris, budget=500)
-    assert md.count("data:image/png;base64,") == 2  # a and c fit together; b does not
-    assert "[b.png](file:///runs/r/plots/b.png)" in md and "## a" in md and "## c" in md
-    assert figures_markdown(images, uris, budget=10_000).count("data:image/png;base64,") == 3
+
+    def png(side: int, noise: bool) -> bytes:
+        fig, ax = plt.subplots(figsize=(side / 100, side / 100))
+        ax.imshow(np.random.default_rng(0).random((side, side)) if noise else np.zeros((4, 4)))
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        plt.close(fig)
+        return buf.getvalue()
+
+    images = {"big": png(900, True), "small": png(200, False), "other": png(300, False)}
+    assert len(images["big"]) > 400_000
+    links = {"big": "https://bucket.example/plots/big.png?X-Amz-Signature=abc", "small": None, "other": None}
+    md = figures_markdown(images, links, budget=300_000)
+    assert md.count("data:image/png;base64,") == 3 and len(md) < 300_000 + 1_000  # all three, within the budget
+    assert "## big (downscaled)" in md and "## small\n" in md  # only what did not fit was shrunk
+    assert "[full size](https://bucket.example/plots/big.png?X-Amz-Signature=abc)" in md
+    assert md.count("full size") == 1  # a local path is not a link the UI could open

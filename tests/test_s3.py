@@ -99,6 +99,15 @@ def test_flow_on_s3_skips_when_unchanged_and_leaks_no_secret(prefect_harness, s3
         artifacts = client.read_artifacts(limit=200)
     assert not [lg for lg in stored if SECRET in lg.message]
     assert artifacts and not [a for a in artifacts if SECRET in json.dumps(a.data, default=str)]
+    # with an S3 root the figures link to presigned URLs, which a browser opens without credentials
+    import re
+    import urllib.request
+
+    figures = next(a for a in artifacts if a.key == "tsatlas-figures")
+    urls = re.findall(r"\[full size\]\((http[^)]+)\)", figures.data)
+    assert len(urls) == len(m["plots"])
+    with urllib.request.urlopen(urls[0], timeout=10) as r:
+        assert r.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_corrupt_artifact_on_s3_is_detected_and_recomputed(prefect_harness, s3, moto_server, tmp_path, monkeypatch):

@@ -34,6 +34,15 @@ def test_score_new_data_with_the_latest_run(prefect_harness, tiny_csv, tmp_path,
     assert main(["score", "--data", str(path), "--root", root]) == 0  # the human summary
     assert "anomalies" in capsys.readouterr().out
 
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    keys = ["tsatlas-score-summary", "tsatlas-score-clusters"]
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
+    assert {a.key for a in found} == set(keys)
+    assert any(r["score_id"] in a.data for a in found if a.key == "tsatlas-score-summary")
+
 
 def test_score_with_other_channels_is_refused(prefect_harness, tiny_csv, tmp_path, capsys):
     root = str(tmp_path / "art")

@@ -488,7 +488,7 @@ def publish_run_files(store: Store, run_id: str, figures: StageRef) -> dict[str,
     out: dict[str, Any] = {"plots": {}}
     for name, png in read_figures(store, figures).items():
         k = check_key(f"runs/{run_id}/plots/{name}.png")
-        out["plots"][name] = {"uri": store.uri(k), "sha256": store.put_bytes(k, png)}
+        out["plots"][name] = {"uri": store.uri(k), "sha256": store.put_bytes(k, png), "url": store.browser_url(k)}
     k = check_key(f"runs/{run_id}/{PROTOTYPES}")
     out["prototypes"] = {"uri": store.uri(k), "rows": figures.rows,
                          "sha256": store.put_bytes(k, _read_bytes(store, figures, PROTOTYPES))}

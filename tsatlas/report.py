@@ -79,25 +79,48 @@ def figures(ae: Any, w: Any, channels: list[str], Z: np.ndarray, recon_error: np
 INLINE_BYTES = 1_000_000  # Prefect's server refuses to publish events above ~1.5 MB
 
 
-def figures_markdown(images: dict[str, bytes], uris: dict[str, str], budget: int = INLINE_BYTES) -> str:
-    """The figures as markdown: inlined as base64 PNGs in order while they fit in `budget` bytes,
-    linked to their stored file after that (many clusters and channels make big figures)."""
-    parts, used = [], 0
+def shrink_png(png: bytes, limit: int) -> bytes:
+    """The PNG itself when it has at most `limit` bytes, else a downscaled copy that has (each
+    side scaled by the square root of the ratio, then by 0.8 until it fits)."""
+    if len(png) <= limit:
+        return png
+    import io
+
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(png))
+    scale = (limit / len(png)) ** 0.5
+    while True:
+        size = (max(1, int(img.width * scale)), max(1, int(img.height * scale)))
+        buf = io.BytesIO()
+        img.resize(size, Image.LANCZOS).save(buf, format="PNG", optimize=True)
+        if buf.tell() <= limit or min(size) == 1:
+            return buf.getvalue()
+        scale *= 0.8
+
+
+def figures_markdown(images: dict[str, bytes], links: dict[str, str | None], budget: int = INLINE_BYTES) -> str:
+    """Every figure inlined as a base64 PNG (those larger than their share of `budget` bytes
+    downscaled to fit, so the whole artifact stays publishable), each with a link to its
+    full-size file where the browser can reach one (`links[name]`: e.g. a presigned S3 URL)."""
+    share = int(budget / max(1, len(images)) * 3 / 4)  # base64 takes 4 bytes for 3
+    parts = []
     for name, png in images.items():
-        data = base64.b64encode(png).decode()
-        if used + len(data) <= budget:
-            parts.append(f"## {name}\n![{name}](data:image/png;base64,{data})")
-            used += len(data)
-        else:
-            parts.append(f"## {name}\n[{name}.png]({uris[name]}) ({len(png) // 1024} KB, linked: too large to inline)")
+        small = shrink_png(png, share)
+        note = " (downscaled)" if len(small) < len(png) else ""
+        link = f"\n\n[full size]({links[name]})" if links.get(name) else ""
+        parts.append(f"## {name}{note}\n![{name}](data:image/png;base64,{base64.b64encode(small).decode()}){link}")
     return "\n\n".join(parts)
 
 
-def summary_markdown(run_id: str, facts: dict[str, Any], plot_uris: dict[str, str]) -> str:
+def summary_markdown(run_id: str, facts: dict[str, Any], plot_uris: dict[str, str],
+                     links: dict[str, str | None] | None = None) -> str:
     """The run summary that Prefect shows as a markdown artifact.
 
     Args:
         facts: {"ingest": info, "shape": [n, T, C], "train"/"cluster"/"generate": metrics}.
+        plot_uris: where the figures are stored; links: URLs a browser can open, where there are
+            (a local path is shown as text: the UI cannot open it).
     """
     tr, cl, ge = facts["train"], facts["cluster"], facts["generate"]
     n, T, C = facts["shape"]
@@ -110,7 +133,8 @@ def summary_markdown(run_id: str, facts: dict[str, Any], plot_uris: dict[str, st
         f"- **clusters**: k={cl['k']}, sizes {cl['sizes']}, silhouette {cl['silhouette']:.3f}",
         f"- **generation**: {ge['n']} series ({ge['method']})"
         + (f", discriminative {disc['mean']:.3f} ± {disc['std']:.3f}" if disc else ""),
-        "", "Figures: " + ", ".join(f"[{k}]({u})" for k, u in plot_uris.items()),
+        "", "Figures (also in the `tsatlas-figures` artifact): "
+        + ", ".join(f"[{k}]({(links or {})[k]})" if (links or {}).get(k) else f"{k} `{u}`" for k, u in plot_uris.items()),
     ])
 
 

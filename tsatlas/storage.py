@@ -161,6 +161,16 @@ class Store:
         self.base = os.path.abspath(base) if self.local else base.rstrip("/")
         self.root = self.base if self.local else f"{self._protocol()}://{self.base}"
 
+    def browser_url(self, key: str, expires: int = 7 * 24 * 3600) -> str | None:
+        """A URL a browser can open for `key` (a presigned URL on S3, valid `expires` seconds), or
+        None where there is none (a local path: a web page cannot open it)."""
+        if self.local or not hasattr(self.fs, "sign"):
+            return None
+        try:
+            return self.fs.sign(self.path(key), expiration=expires)
+        except Exception:  # a store that cannot sign: no link rather than a broken one
+            return None
+
     def ensure_writable(self) -> None:
         """Fail now, with one line, when a local root cannot be written (read-only, not a folder)."""
         if not self.local:

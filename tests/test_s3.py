@@ -103,7 +103,7 @@ def test_flow_on_s3_skips_when_unchanged_and_leaks_no_secret(prefect_harness, s3
     import re
     import urllib.request
 
-    figures = next(a for a in artifacts if a.key == "tsatlas-figures")
+    figures = next(a for a in artifacts if a.key == "tsatlas-figures" and m2["run_id"] in (a.description or ""))
     urls = re.findall(r"\[full size\]\((http[^)]+)\)", figures.data)
     assert len(urls) == len(m["plots"])
     with urllib.request.urlopen(urls[0], timeout=10) as r:

@@ -115,7 +115,7 @@ def test_deploy_run_from_the_api_and_the_ui_form(server, tiny_csv, tmp_path):
     with sync_playwright() as p:
         browser, page = chromium_page(p, CHROMIUM, viewport={"width": 1300, "height": 1800})
         page.goto(f"{server['ui']}/deployments/deployment/{dep['id']}/run")
-        page.get_by_text("How series are cut into fixed-length windows.").wait_for(timeout=60_000)
+        page.get_by_text("how series are cut into windows and scaled.").wait_for(timeout=60_000)
         text = page.inner_text("body")
         # the run's figures, as the UI shows its markdown artifact
         page.goto(f"{server['ui']}/artifacts/artifact/{arts[0]['id']}")

@@ -130,7 +130,7 @@ def test_post_hoc_metrics_on_long_windows_run_the_bounded_plan(monkeypatch):
 
     real = np.random.default_rng(0).standard_normal((3000, 100, 2)).astype(np.float32)
     out = gen.evaluate(Fixed(), real, np.zeros(3000, int), GenerateConfig(eval_strict=True, eval_repeats=3), seed=0)
-    assert out["eval"]["patch"] == 5 and out["eval"]["windows"] == 2000 and out["eval_seconds"] >= 0
+    assert out["eval"]["patch"] == 5 and out["eval"]["windows"] == 2000 and "eval_seconds" in out
     assert [name for name, _, _ in seen] == ["discriminative_score", "predictive_score", "predictive_score",
                                              "discriminative_score"]
     assert all(r == (2000, 20, 10) and s in ((2000, 20, 10),) for _, r, s in seen)

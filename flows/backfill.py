@@ -1,13 +1,18 @@
-"""The backfill flow: the atlas flow over a range of past partitions."""
+"""The backfill flow: the atlas flow over a range of past partitions, either as runs of an atlas
+deployment (as an operator backfills with Prefect) or inside this flow run."""
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import Any
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
 
 from tasks.common import open_store
 from tsatlas import catalog
@@ -16,6 +21,9 @@ from tsatlas.config import (ClusterConfig, Concurrency, DateText, Every, Generat
 from tsatlas.errors import TsatlasError
 from tsatlas.ingest import BUNDLED_DATA, resolve_data
 from tsatlas.partitions import partition_name, partitions, record_key
+
+POLL_SECONDS = 2.0
+MAX_ATTEMPTS = 50  # new runs per partition, across re-runs of a backfill, after failed ones
 
 
 @task(name="partition", retries=0, persist_result=False)
@@ -43,6 +51,60 @@ def run_partition(data: str, p: tuple[str, str], config: PipelineConfig, root: s
     return {**row, **done, "state": "completed"}
 
 
+def _partition_params(data: str, p: tuple[str, str], config: PipelineConfig, root: str,
+                      credentials: str | None) -> dict[str, Any]:
+    cfg = config.model_copy(update={"ingest": config.ingest.model_copy(update={"start": p[0], "end": p[1]})})
+    sections = {k: (v.model_dump(mode="json") if hasattr(v, "model_dump") else v) for k, v in cfg.sections().items()}
+    return {"data": data, "root": root, "credentials": credentials, "partition": None, **sections}
+
+
+def _start_run(deployment: str, p: tuple[str, str], params: dict[str, Any], key: str) -> FlowRun:
+    """The partition's run of `deployment`: the same run again for the same key (idempotency key
+    `key#n`), or, when that one failed or crashed, a new one under `key#n+1`."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        run = run_deployment(deployment, parameters=params, idempotency_key=f"{key}#{attempt}", timeout=0,
+                             flow_run_name=f"partition-{partition_name(p)}", tags=["tsatlas-backfill"])
+        if run.state is None or not (run.state.is_failed() or run.state.is_crashed() or run.state.is_cancelled()):
+            return run
+    raise TsatlasError(f"backfill: partition {partition_name(p)} failed {MAX_ATTEMPTS} times; see its flow runs")
+
+
+def _as_deployment_runs(deployment: str, data: str, parts: list[tuple[str, str]], config: PipelineConfig,
+                        root: str, credentials: str | None) -> list[dict[str, Any]]:
+    """One flow run of `deployment` per partition not recorded as done, all created at once (the
+    deployment's concurrency limit decides how many run together), then waited for."""
+    store = open_store(root, credentials)
+    rows: list[dict[str, Any]] = []
+    waiting: dict[Any, tuple[dict[str, Any], str]] = {}
+    for p in parts:
+        key = record_key(config, data, p)
+        row = {"partition": partition_name(p), "start": p[0], "end": p[1]}
+        if (done := catalog.partition_record(store, key)) is not None:
+            rows.append({**row, **done, "state": "skipped (done before)"})
+            continue
+        run = _start_run(deployment, p, _partition_params(data, p, config, root, credentials), key)
+        row.update(flow_run=run.name, flow_run_id=str(run.id), worker=f"{deployment} run {run.name}")
+        rows.append(row)
+        waiting[run.id] = (row, key)
+    with get_client(sync_client=True) as client:
+        while waiting:
+            time.sleep(POLL_SECONDS)
+            for run_id, (row, key) in list(waiting.items()):
+                state = client.read_flow_run(run_id).state
+                if state is None or not state.is_final():
+                    continue
+                del waiting[run_id]
+                found = catalog.run_of_flow_run(store, str(run_id)) if state.is_completed() else None
+                if found is None:
+                    why = (state.message or "").strip().splitlines() or ["no manifest written"]
+                    row.update(state="failed", error=f"flow run {row['flow_run']} ended {state.name}: {why[0][:300]}")
+                    continue
+                done = {"run_id": found, "manifest": store.uri(catalog.manifest_key(found))}
+                catalog.write_partition_record(store, key, done)
+                row.update(done, state="completed")
+    return rows
+
+
 @flow(name="backfill")
 def backfill(
     start: DateText,
@@ -57,11 +119,12 @@ def backfill(
     generate: GenerateConfig = GenerateConfig(),
     seed: Seed = 0,
     max_concurrency: Concurrency = 2,
+    deployment: str | None = None,
     credentials: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the atlas flow once per partition [a, b) of [start, end), `every` long, at most
-    `max_concurrency` at a time. Partitions already done with the same data and config are
-    skipped, so after a failure a re-run finishes only what is missing.
+    """Run the atlas flow once per partition [a, b) of [start, end), `every` long. Partitions
+    already done with the same data and config are skipped, so after a failure a re-run
+    finishes only what is missing.
 
     Args:
         start: start of the first partition, a date or time such as 2024-01-01 or 2024-01-01T06:00Z.
@@ -75,7 +138,12 @@ def backfill(
         cluster: K-means over the embeddings.
         generate: synthetic series per cluster.
         seed: seed for every random step.
-        max_concurrency: partitions run at once (at least 1).
+        max_concurrency: partitions run at once inside this flow run (at least 1); with
+            `deployment`, that deployment's concurrency limit decides instead.
+        deployment: run each partition as a flow run of this atlas deployment ("flow/deployment",
+            e.g. atlas/atlas), with an idempotency key per partition and config, so that a re-run
+            never starts a second run of a partition that is running or done. Default: inside
+            this flow run.
         credentials: name of a Prefect AwsCredentials block for s3:// data and root.
 
     Returns:
@@ -84,11 +152,15 @@ def backfill(
     data = resolve_data(data)
     config = PipelineConfig(ingest=ingest, windows=windows, train=train, cluster=cluster, generate=generate, seed=seed)
     parts = partitions(start, end, every)
-    rows: list[dict[str, Any]] = []
-    for i in range(0, len(parts), max(1, max_concurrency)):  # bounded: one wave of submissions at a time
-        wave = [run_partition.submit(data, p, config, root, credentials) for p in parts[i:i + max_concurrency]]
-        rows += [f.result() for f in wave]
-    create_table_artifact([{k: r.get(k, "") for k in ("partition", "state", "run_id", "manifest", "worker", "error")} for r in rows],
+    if deployment:
+        rows = _as_deployment_runs(deployment, data, parts, config, root, credentials)
+    else:
+        rows = []
+        for i in range(0, len(parts), max_concurrency):  # bounded: one wave of submissions at a time
+            wave = [run_partition.submit(data, p, config, root, credentials) for p in parts[i:i + max_concurrency]]
+            rows += [f.result() for f in wave]
+    create_table_artifact([{k: r.get(k, "") for k in ("partition", "state", "run_id", "manifest", "worker", "error")}
+                           for r in rows],
                           key="tsatlas-backfill", description=f"backfill {start} .. {end} every {every}")
     failed = [r for r in rows if r["state"] == "failed"]
     if failed:

@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("serve", help="serve the atlas, backfill and score flows with their schedules (no work pool)")
     sv.add_argument("--prefect-file", default=None, help="deployment file to read (default: deployments/prefect.yaml)")
     sv.add_argument("-v", "--verbose", action="store_true", help="full tracebacks")
+    au = sub.add_parser("automations", help="create the Prefect automations that mark killed runs Crashed")
+    au.add_argument("--within", type=int, default=None,
+                    help="seconds without a heartbeat before a run counts as crashed (default 90, at least 40)")
+    au.add_argument("--notify", default=None, metavar="BLOCK",
+                    help="also notify through this notification block, e.g. slack-webhook/ops")
+    au.add_argument("-v", "--verbose", action="store_true", help="full tracebacks")
     rep = sub.add_parser("report", help="write one self-contained HTML report of a run")
     rep.add_argument("run_id", help="run id (see runs/ under the root), or 'latest'")
     rep.add_argument("--root", default="./artifacts", help="artifact store root (default: ./artifacts)")
@@ -237,17 +243,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
     repo = Path(__file__).resolve().parents[1]
     spec = yaml.safe_load(Path(args.prefect_file or repo / "deployments" / "prefect.yaml").read_text())
     os.chdir(repo)  # entrypoints and the relative data paths of the deployment file resolve from the repository
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")  # as the deployments' job variables say
     deployments = []
     for d in spec["deployments"]:
         path, name = d["entrypoint"].split(":")
         flow_obj = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), name)
         schedules = [Cron(s["cron"], timezone=s.get("timezone"), active=s.get("active", True))
                      for s in d.get("schedules", []) if "cron" in s]
+        params = dict(d.get("parameters", {}))
+        if params.get("deployment"):  # the backfill's partitions run as this server's own atlas deployment
+            params["deployment"] += SERVE_SUFFIX
         deployments.append(flow_obj.to_deployment(
-            name=d["name"] + SERVE_SUFFIX, description=d.get("description"), parameters=d.get("parameters", {}),
+            name=d["name"] + SERVE_SUFFIX, description=d.get("description"), parameters=params,
             schedules=schedules or None, concurrency_limit=d.get("concurrency_limit"),
             enforce_parameter_schema=d.get("enforce_parameter_schema", True)))
     serve(*deployments)
+    return 0
+
+
+def cmd_automations(args: argparse.Namespace) -> int:
+    from flows.automations import install
+    from tsatlas.errors import ConfigError
+
+    if args.within is not None and args.within < 40:  # a live run's heartbeats are 30 s apart or more
+        raise ConfigError(f"--within {args.within}: at least 40 seconds, or live runs would be marked Crashed")
+    for name, automation_id in install(args.within, args.notify):
+        print(f"automation {name}: {automation_id}")
     return 0
 
 
@@ -279,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     progress.set_sink(bars)
     try:
         commands = {"run": cmd_run, "backfill": cmd_backfill, "score": cmd_score, "serve": cmd_serve,
-                    "report": cmd_report}
+                    "automations": cmd_automations, "report": cmd_report}
         return commands[args.command](args)
     except TsatlasError as e:
         if args.verbose:

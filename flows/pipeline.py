@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
+from prefect.runtime import flow_run
 
 from tasks.cluster import cluster_task
 from tasks.embed import embed_task
@@ -15,8 +16,10 @@ from tasks.manifest import manifest_task, new_run_id
 from tasks.report import report_task
 from tasks.train import train_task
 from tasks.windows import windows_task
-from tsatlas.config import ClusterConfig, GenerateConfig, IngestConfig, PipelineConfig, Seed, TrainConfig, WindowsConfig
+from tsatlas.config import (ClusterConfig, Every, GenerateConfig, IngestConfig, PipelineConfig, Seed, TrainConfig,
+                            WindowsConfig)
 from tsatlas.ingest import BUNDLED_DATA, resolve_data
+from tsatlas.partitions import fill_data_path, scheduled_partition
 
 
 @flow(name="atlas")
@@ -29,13 +32,15 @@ def atlas(
     cluster: ClusterConfig = ClusterConfig(),
     generate: GenerateConfig = GenerateConfig(),
     seed: Seed = 0,
+    partition: Every | None = None,
     credentials: str | None = None,
 ) -> dict[str, Any]:
     """Learn an atlas of the series in `data`: windows, a recurrent autoencoder, K-means
     clusters of its embeddings, and synthetic series per cluster.
 
     Args:
-        data: CSV or Parquet file (path or fsspec URL), long or wide table.
+        data: CSV or Parquet file (path or fsspec URL), long or wide table. {start} and {end} in it
+            become the partition's dates (YYYY-MM-DD), e.g. incoming/{start}.csv.
         root: artifact store root (local folder or fsspec URL such as s3://bucket/prefix).
         ingest: how to read the input table.
         windows: how series are cut into windows and scaled.
@@ -43,6 +48,9 @@ def atlas(
         cluster: K-means over the embeddings.
         generate: synthetic series per cluster.
         seed: seed for every random step.
+        partition: for scheduled runs: process only the partition this long (e.g. 1d) that ends where
+            the run's scheduled start falls (a run scheduled for 2024-05-02 02:00 UTC reads
+            [2024-05-01, 2024-05-02)); sets ingest.start/end. Default: the whole table.
         credentials: name of a Prefect AwsCredentials block for s3:// data and root; default:
             the AWS_* environment variables or profile.
 
@@ -50,7 +58,10 @@ def atlas(
         The run manifest (also written to <root>/runs/<run_id>/manifest.json).
     """
     run_id = new_run_id()
-    data = resolve_data(data)
+    if partition:
+        start, end = scheduled_partition(flow_run.scheduled_start_time, partition)
+        ingest = ingest.model_copy(update={"start": start, "end": end})
+    data = resolve_data(fill_data_path(data, ingest.start, ingest.end))
     at = dict(root=root, credentials=credentials)
     ing = ingest_task(data, cfg=ingest, **at)
     win = windows_task(ing, cfg=windows, **at)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
-from tasks.common import STAGE_TASK, open_store
+from tasks.common import STAGE_TASK, open_store, stage_state
 from tsatlas import catalog
 from tsatlas.clustering import cluster_embeddings, clustering_tables
 from tsatlas.config import ClusterConfig
@@ -24,4 +24,4 @@ def cluster_task(embed: catalog.EmbedRef, root: str, cfg: ClusterConfig, seed: i
         catalog.write_clusters(w, windows, series, catalog.KMeansModel(c.centroids, c.z_mean, c.z_scale, c.sizes))
         return catalog.finish(w, catalog.ASSIGNMENTS, len(c.labels), metrics=c.metrics)
 
-    return run_stage(store, "cluster", [embed], {"cluster": cfg.model_dump(), "seed": seed}, compute)
+    return stage_state(run_stage(store, "cluster", [embed], {"cluster": cfg.model_dump(), "seed": seed}, compute))

@@ -8,8 +8,10 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
+from prefect.states import Completed, State
 from prefect.tasks import exponential_backoff
 
+from tsatlas.catalog import StageRef
 from tsatlas.errors import ConfigError, CorruptArtifactError, InputError, NonFiniteLossError
 from tsatlas.storage import Store
 
@@ -26,8 +28,9 @@ def _retry_unless_user_error(task, task_run, state) -> bool:
     return True
 
 
-# Stage outputs are content-addressed in the store, so Prefect's own result cache is off:
-# it would pickle results, and a retry or a re-run already resumes from the store.
+# Stage outputs are content-addressed in the store, so Prefect's own result cache is off: it
+# would keep a second copy of each result (pickled by default) that can outlive the files it
+# names, and a retry or a re-run already resumes from the store. `stage_state` shows the reuse.
 STAGE_TASK = dict(
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
@@ -36,6 +39,14 @@ STAGE_TASK = dict(
     cache_policy=NO_CACHE,
     persist_result=False,
 )
+
+
+def stage_state(ref: StageRef) -> StageRef | State:
+    """What a stage task returns: a reused output as a Completed state named Cached (as the UI
+    shows Prefect's own cache hits), with the store's content key in its message."""
+    if ref.reused:
+        return Completed(data=ref, name="Cached", message=f"reused {ref.stage} {ref.key} from the store ({ref.prefix})")
+    return ref
 
 
 def logger() -> logging.Logger | logging.LoggerAdapter:

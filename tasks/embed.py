@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
-from tasks.common import STAGE_TASK, open_store
+from tasks.common import STAGE_TASK, open_store, stage_state
 from tsatlas import catalog
 from tsatlas.embedding import embed_windows
 from tsatlas.stage import run_stage
@@ -23,4 +23,4 @@ def embed_task(windows: catalog.WindowsRef, model: catalog.ModelRef, root: str, 
         err = per_window.column("recon_error").to_numpy()
         return catalog.finish(w, catalog.EMBEDDINGS, len(err), threshold=threshold, mean_recon_error=float(err.mean()))
 
-    return run_stage(store, "embed", [windows, model], {}, compute)
+    return stage_state(run_stage(store, "embed", [windows, model], {}, compute))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 from prefect import task
 
-from tasks.common import STAGE_TASK, open_store
+from tasks.common import STAGE_TASK, open_store, stage_state
 from tsatlas import catalog
 from tsatlas.config import GenerateConfig
 from tsatlas.generation import generate
@@ -27,5 +27,5 @@ def generate_task(windows: catalog.WindowsRef, model: catalog.ModelRef, embed: c
         catalog.write_synthetic(w, pa.Table.from_pandas(frame, preserve_index=False), gan)
         return catalog.finish(w, catalog.SYNTHETIC, len(frame), metrics=metrics)
 
-    return run_stage(store, "generate", [windows, model, embed, clusters], {"generate": cfg.model_dump(), "seed": seed},
-                     compute)
+    return stage_state(run_stage(store, "generate", [windows, model, embed, clusters],
+                                 {"generate": cfg.model_dump(), "seed": seed}, compute))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
-from tasks.common import STAGE_TASK, block_options, open_store
+from tasks.common import STAGE_TASK, block_options, open_store, stage_state
 from tsatlas import catalog
 from tsatlas.config import IngestConfig
 from tsatlas.ingest import fingerprint, ingest_to_file
@@ -22,4 +22,4 @@ def ingest_task(data: str, root: str, cfg: IngestConfig, credentials: str | None
             info = ingest_to_file(src, cfg, path, opts)
         return catalog.finish(w, catalog.SERIES, info["rows"], info=info)
 
-    return run_stage(store, "ingest", [fingerprint(src, opts)], cfg.model_dump(), compute)
+    return stage_state(run_stage(store, "ingest", [fingerprint(src, opts)], cfg.model_dump(), compute))

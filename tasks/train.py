@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 
 import torch
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from tasks.common import STAGE_TASK, block_options, logger, open_store
+from tasks.common import STAGE_TASK, block_options, logger, open_store, stage_state
 from tsatlas import catalog
 from tsatlas.config import ClusterConfig, TrainConfig
 from tsatlas.errors import StorageError
@@ -27,8 +28,9 @@ def train_task(windows: catalog.WindowsRef, root: str, cfg: TrainConfig, seed: i
         torch.cuda.empty_cache()
     if cfg.processes > 1:
         key = stage_key("train", [windows], train_config(cfg, seed, clusters))
-        if catalog.find(store, "train", key) is None:
-            launch_ddp(windows, root, cfg, seed, clusters, block_options(credentials), logger())
+        if (ref := catalog.find(store, "train", key)) is not None:
+            return stage_state(dataclasses.replace(ref, reused=True))
+        launch_ddp(windows, root, cfg, seed, clusters, block_options(credentials), logger())
         if (ref := catalog.find(store, "train", key)) is None:
             raise StorageError(f"train: the torchrun launch ended without writing stages/train/{key}")
         return ref
@@ -37,4 +39,4 @@ def train_task(windows: catalog.WindowsRef, root: str, cfg: TrainConfig, seed: i
     ref = train_stage(store, windows, cfg, seed, clusters,
                       progress=lambda epoch, budget, _: update_progress_artifact(progress, 100.0 * epoch / budget))
     update_progress_artifact(progress, 100.0)  # early stopping ends before the budget
-    return ref
+    return stage_state(ref)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
-from tasks.common import STAGE_TASK, open_store
+from tasks.common import STAGE_TASK, open_store, stage_state
 from tsatlas import catalog
 from tsatlas.config import WindowsConfig
 from tsatlas.stage import run_stage
@@ -24,4 +24,4 @@ def windows_task(ingested: catalog.IngestRef, root: str, cfg: WindowsConfig,
         catalog.write_scaler(w, scaler)
         return catalog.finish(w, catalog.WINDOWS, facts["shape"][0], **facts)
 
-    return run_stage(store, "windows", [ingested], cfg.model_dump(), compute)
+    return stage_state(run_stage(store, "windows", [ingested], cfg.model_dump(), compute))

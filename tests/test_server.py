@@ -5,12 +5,14 @@ parameter form in the real UI in headless Chromium, and `tsatlas serve`."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, chromium_page
+from conftest import TINY, chromium_page, make_long
 from s3server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,8 +69,8 @@ def _health(api: str) -> int:
         return 0
 
 
-def _prefect(server, *args, timeout=180):
-    r = subprocess.run([str(BIN / "prefect"), "--no-prompt", *args], cwd=REPO, env=server["env"], capture_output=True,
+def _prefect(server, *args, timeout=180, cwd=REPO):
+    r = subprocess.run([str(BIN / "prefect"), "--no-prompt", *args], cwd=cwd, env=server["env"], capture_output=True,
                        text=True, timeout=timeout)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     return r.stdout
@@ -77,12 +79,18 @@ def _prefect(server, *args, timeout=180):
 def test_deploy_run_from_the_api_and_the_ui_form(server, tiny_csv, tmp_path):
     api = server["api"]
     _prefect(server, "work-pool", "create", "tsatlas", "--type", "process")
+    _prefect(server, "variable", "set", "tsatlas_dir", str(REPO))
     _prefect(server, "deploy", "--prefect-file", "deployments/prefect.yaml", "--all")
-    status, dep = _api(f"{api}/deployments/name/atlas/atlas-nightly")
-    assert status == 200 and dep["work_pool_name"] == "tsatlas"
-    assert dep["schedules"][0]["schedule"]["cron"] == "0 2 * * *"
+    status, nightly = _api(f"{api}/deployments/name/atlas/atlas-nightly")
+    assert status == 200 and nightly["work_pool_name"] == "tsatlas"
+    assert nightly["schedules"][0]["schedule"]["cron"] == "0 2 * * *"
     for flow_name, name in (("backfill", "backfill"), ("score", "score")):
         assert _api(f"{api}/deployments/name/{flow_name}/{name}")[0] == 200
+    status, dep = _api(f"{api}/deployments/name/atlas/atlas")
+    # portable: the pull step reads the checkout's place from a variable when a run starts
+    assert dep["pull_steps"] == [{"prefect.deployments.steps.set_working_directory":
+                                  {"directory": "{{ prefect.variables.tsatlas_dir }}"}}]
+    assert dep["job_variables"]["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"
 
     schema = dep["parameter_openapi_schema"]
     assert {"ingest", "windows", "train", "cluster", "generate"} <= set(schema["properties"])
@@ -97,9 +105,11 @@ def test_deploy_run_from_the_api_and_the_ui_form(server, tiny_csv, tmp_path):
     params = {"data": tiny_csv, "root": str(root), **TINY, "train": {**TINY["train"], "epochs": 2}, "seed": 7}
     status, run = _api(f"{api}/deployments/{dep['id']}/create_flow_run", {"parameters": params})
     assert status == 201, run
-    _prefect(server, "worker", "start", "--pool", "tsatlas", "--run-once", timeout=600)
+    # a worker started elsewhere: the pull step takes the run to the checkout
+    _prefect(server, "worker", "start", "--pool", "tsatlas", "--run-once", timeout=600, cwd=tmp_path)
     status, fr = _api(f"{api}/flow_runs/{run['id']}")
     assert fr["state"]["type"] == "COMPLETED", fr["state"]
+    server["first_run"] = (dep["id"], params)
     manifests = list(root.glob("runs/*/manifest.json"))
     assert len(manifests) == 1
     m = json.loads(manifests[0].read_text())
@@ -179,3 +189,178 @@ def test_the_api_refuses_bad_flow_parameters_before_a_run_exists(server):
     for dep, params in cases:
         status, body = _api(f"{api}/deployments/{dep['id']}/create_flow_run", {"parameters": params})
         assert status == 409, (dep["name"], params, status, body)
+
+
+def _wait_final(api: str, run_id: str, timeout: float = 300) -> dict:
+    deadline = time.time() + timeout
+    while True:
+        fr = _api(f"{api}/flow_runs/{run_id}")[1]
+        if fr["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            return fr
+        assert time.time() < deadline, f"flow run still {fr['state']['name']} after {timeout} s"
+        time.sleep(1)
+
+
+def _worker(server, cwd) -> subprocess.Popen:
+    """A long-running process worker that polls every second (what an operator leaves running)."""
+    env = {**server["env"], "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1"}
+    return subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "tsatlas"], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _flow_run_pids(run_ids: set[str]) -> list[int]:
+    """Processes executing any of these flow runs (the worker passes PREFECT__FLOW_RUN_ID)."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        try:
+            env = (d / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if any(e.startswith(b"PREFECT__FLOW_RUN_ID=") and e.split(b"=", 1)[1].decode() in run_ids for e in env):
+            pids.append(int(d.name))
+    return pids
+
+
+SMALL = {**TINY, "windows": {"length": 16, "stride": 4}}  # a day of hourly data: 3 windows per series
+
+
+def test_reused_stages_show_as_cached(server):
+    """The same run again: every stage is found in the store, and the UI shows its task as Cached."""
+    api = server["api"]
+    dep_id, params = server["first_run"]
+    status, run = _api(f"{api}/deployments/{dep_id}/create_flow_run", {"parameters": params})
+    assert status == 201, run
+    _prefect(server, "worker", "start", "--pool", "tsatlas", "--run-once", timeout=600)
+    assert _wait_final(api, run["id"])["state"]["type"] == "COMPLETED"
+    status, tasks = _api(f"{api}/task_runs/filter", {"flow_runs": {"id": {"any_": [run["id"]]}}})
+    states = {t["task_key"].split("-")[0].removesuffix("_task"): t["state"] for t in tasks}
+    for stage in ("ingest", "windows", "train", "embed", "cluster", "generate"):
+        assert states[stage]["name"] == "Cached" and states[stage]["type"] == "COMPLETED", (stage, states[stage])
+        assert f"reused {stage} " in states[stage]["message"]
+    assert states["report"]["name"] == "Completed" and states["manifest"]["name"] == "Completed"
+
+
+def test_the_nightly_run_reads_the_partition_of_its_scheduled_date(server, tmp_path):
+    api = server["api"]
+    nightly = _api(f"{api}/deployments/name/atlas/atlas-nightly")[1]
+    assert nightly["parameters"]["partition"] == "1d" and "{start}" in nightly["parameters"]["data"]
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    full = make_long(steps=72)
+    day = full[(full.timestamp >= "2024-01-02") & (full.timestamp < "2024-01-03")]
+    day.to_csv(incoming / "2024-01-02.csv", index=False)
+    root = tmp_path / "art"
+    params = {"data": str(incoming / "{start}.csv"), "root": str(root), **SMALL}
+    # as the scheduler creates it: a run of the nightly deployment due at 02:00 on 2024-01-03
+    status, run = _api(f"{api}/deployments/{nightly['id']}/create_flow_run",
+                       {"parameters": params, "state": {"type": "SCHEDULED",
+                                                        "state_details": {"scheduled_time": "2024-01-03T02:00:00Z"}}})
+    assert status == 201, run
+    _prefect(server, "worker", "start", "--pool", "tsatlas", "--run-once", timeout=600)
+    fr = _wait_final(api, run["id"])
+    assert fr["state"]["type"] == "COMPLETED", fr["state"]
+    m = json.loads(next(root.glob("runs/*/manifest.json")).read_text())
+    assert m["config"]["ingest"]["start"] == "2024-01-02T00:00:00" and m["config"]["ingest"]["end"] == "2024-01-03T00:00:00"
+    assert m["data"].endswith("incoming/2024-01-02.csv") and m["summary"]["ingest"]["rows_in"] == len(day)
+
+
+def test_backfill_partitions_are_runs_of_the_atlas_deployment(server, tmp_path):
+    api = server["api"]
+    backfill = _api(f"{api}/deployments/name/backfill/backfill")[1]
+    assert backfill["parameters"]["deployment"] == "atlas/atlas"
+    data = tmp_path / "events.parquet"
+    make_long(steps=72).to_parquet(data, index=False)
+    root = tmp_path / "art"
+    params = {"start": "2024-01-01", "end": "2024-01-03", "every": "1d", "data": str(data), "root": str(root), **SMALL}
+    worker = _worker(server, tmp_path)
+    try:
+        runs = []
+        for _ in range(2):  # the second backfill finds both partitions done and starts nothing
+            status, run = _api(f"{api}/deployments/{backfill['id']}/create_flow_run", {"parameters": params})
+            assert status == 201, run
+            fr = _wait_final(api, run["id"], timeout=480)
+            assert fr["state"]["type"] == "COMPLETED", fr["state"]
+            runs.append(run["id"])
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(60)
+    status, parts = _api(f"{api}/flow_runs/filter", {"flow_runs": {"tags": {"all_": ["tsatlas-backfill"]}},
+                                                     "deployments": {"id": {"any_": [
+                                                         _api(f"{api}/deployments/name/atlas/atlas")[1]["id"]]}}})
+    assert sorted(p["name"] for p in parts) == ["partition-20240101T000000--20240102T000000",
+                                                "partition-20240102T000000--20240103T000000"]
+    assert all(p["state"]["type"] == "COMPLETED" and p["idempotency_key"].endswith("#1") for p in parts)
+    assert all(p["parameters"]["partition"] is None for p in parts)
+    assert sorted(p["parameters"]["ingest"]["start"] for p in parts) == ["2024-01-01T00:00:00", "2024-01-02T00:00:00"]
+    for run_id, state in zip(runs, ("completed", "skipped (done before)")):
+        status, arts = _api(f"{api}/artifacts/filter", {"artifacts": {"key": {"any_": ["tsatlas-backfill"]},
+                                                                      "flow_run_id": {"any_": [run_id]}}})
+        table = json.loads(arts[0]["data"]) if isinstance(arts[0]["data"], str) else arts[0]["data"]
+        assert {r["state"] for r in table} == {state}, table
+    assert len(list(root.glob("runs/*/manifest.json"))) == 2
+
+
+def test_a_killed_backfill_is_marked_crashed(server, tmp_path):
+    """SIGKILL the worker and every flow run process of a backfill: the tsatlas automation marks
+    the parent and its partition run Crashed once their heartbeats stop, and notifies."""
+    api = server["api"]
+    received: list[bytes] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    block = ("from prefect.blocks.notifications import CustomWebhookNotificationBlock as B; "
+             f"B(name='ops', url='http://127.0.0.1:{hook.server_address[1]}/hook', "
+             "json_data={'text': '{{body}}'}).save('tsatlas-test-ops', overwrite=True)")
+    subprocess.run([sys.executable, "-c", block], env=server["env"], check=True, timeout=120)
+    r = subprocess.run([str(BIN / "tsatlas"), "automations", "--within", "45", "--notify",
+                        "custom-webhook/tsatlas-test-ops"], env=server["env"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "automation tsatlas-crashed-runs:" in r.stdout, r.stderr
+
+    backfill = _api(f"{api}/deployments/name/backfill/backfill")[1]
+    data = tmp_path / "events.parquet"
+    make_long(steps=48).to_parquet(data, index=False)
+    slow = {**SMALL, "train": {**SMALL["train"], "epochs": 10000, "patience": 1000}}  # runs until killed
+    params = {"start": "2024-01-01", "end": "2024-01-02", "every": "1d", "data": str(data), "root": str(tmp_path / "a"),
+              **slow}
+    status, parent = _api(f"{api}/deployments/{backfill['id']}/create_flow_run", {"parameters": params})
+    assert status == 201, parent
+    worker = _worker(server, tmp_path)
+    try:
+        deadline = time.time() + 240
+        while True:  # until the partition's own run is training
+            status, kids = _api(f"{api}/flow_runs/filter", {"flow_runs": {"parent_flow_run_id": {"any_": [parent["id"]]}}})
+            if kids and kids[0]["state"]["type"] == "RUNNING":
+                break
+            assert time.time() < deadline, "the partition run did not start"
+            time.sleep(1)
+        time.sleep(5)
+        runs = {parent["id"], kids[0]["id"]}
+        victims = [worker.pid, *_flow_run_pids(runs)]
+        assert len(victims) >= 3, victims  # the worker and both flow run processes
+    finally:
+        for pid in victims if "victims" in locals() else [worker.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        worker.wait(30)
+    killed_at = time.time()
+    for run_id in runs:
+        fr = _wait_final(api, run_id, timeout=180)
+        assert fr["state"]["type"] == "CRASHED", fr["state"]
+        assert "No heartbeat for 45 s" in fr["state"]["message"]
+    assert time.time() - killed_at < 150
+    deadline = time.time() + 60
+    while len(received) < 2 and time.time() < deadline:
+        time.sleep(1)
+    assert len(received) >= 2 and b"marked Crashed" in received[0]
+    hook.shutdown()

@@ -64,13 +64,16 @@ class StageRef:
     rows: int
     uri: str
     facts: dict[str, Any] = field(default_factory=dict)
+    reused: bool = field(default=False, compare=False)  # found in the store by this run, not computed (not stored)
 
     @property
     def sha256(self) -> str:
         return self.files[self.main]
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("reused")
+        return d
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> StageRef:
@@ -439,6 +442,16 @@ def latest_run(store: Store) -> str:
     if not runs:
         raise StorageError(f"{store.uri('runs')}: no runs yet")
     return runs[-1]
+
+
+def run_of_flow_run(store: Store, flow_run_id: str) -> str | None:
+    """The run id that the Prefect flow run `flow_run_id` wrote a manifest for, if any."""
+    tail = "-" + str(flow_run_id).replace("-", "")[:8]
+    try:
+        runs = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in store.fs.ls(store.path("runs"), detail=False))
+    except FileNotFoundError:
+        return None
+    return next((r for r in reversed(runs) if r.endswith(tail) and store.exists(manifest_key(r))), None)
 
 
 def read_manifest(store: Store, run_id: str) -> dict[str, Any]:

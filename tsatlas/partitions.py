@@ -11,11 +11,15 @@ from tsatlas.errors import ConfigError
 from tsatlas.storage import check_key, digest
 
 
+def _step(every: str) -> pd.Timedelta:
+    return pd.Timedelta(re.sub(r"(?<=\d)d$", "D", every))
+
+
 def partitions(start: str, end: str, every: str) -> list[tuple[str, str]]:
     """[start, end) cut into consecutive [a, b) intervals of length `every` (a pandas offset
     such as '1d', '6h', '7d'); the last one ends at `end`."""
     try:
-        a, b, step = pd.Timestamp(start), pd.Timestamp(end), pd.Timedelta(re.sub(r"(?<=\d)d$", "D", every))
+        a, b, step = pd.Timestamp(start), pd.Timestamp(end), _step(every)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"backfill: bad --start/--end/--every ({e})") from None
     if step <= pd.Timedelta(0) or b <= a:
@@ -39,3 +43,26 @@ def record_key(config: PipelineConfig, data: str, p: tuple[str, str]) -> str:
     cfg["ingest"].pop("start")
     cfg["ingest"].pop("end")
     return check_key(f"partitions/{digest(data, cfg)}/{partition_name(p)}.json")
+
+
+def scheduled_partition(at: object, every: str) -> tuple[str, str]:
+    """The `every`-long partition that ends where `at` (a scheduled start time) falls, aligned to
+    `every` since 1970-01-01 UTC: a run scheduled for 2024-05-02 02:00 UTC with every=1d gets
+    [2024-05-01, 2024-05-02). Naive UTC ISO times, as backfill partitions are."""
+    step = _step(every)
+    t = pd.Timestamp(at)
+    t = (t.tz_convert("UTC") if t.tzinfo else t.tz_localize("UTC")).tz_localize(None)
+    end = t.floor(step)
+    return (end - step).isoformat(), end.isoformat()
+
+
+def fill_data_path(data: str, start: str | None, end: str | None) -> str:
+    """`data` with {start} and {end} replaced by the partition's dates (YYYY-MM-DD), for inputs
+    that arrive as one file per partition, e.g. incoming/{start}.csv."""
+    if "{start}" not in data and "{end}" not in data:
+        return data
+    if not start or not end:
+        raise ConfigError(f"data {data!r} names {{start}}/{{end}}, but this run has no partition "
+                          "(set partition, or ingest.start and ingest.end)")
+    return data.replace("{start}", pd.Timestamp(start).strftime("%Y-%m-%d")).replace(
+        "{end}", pd.Timestamp(end).strftime("%Y-%m-%d"))

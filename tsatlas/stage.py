@@ -9,6 +9,7 @@ stage runs (a hash of its own modules), so editing a figure caption recomputes o
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import time
@@ -66,8 +67,8 @@ def run_stage(store: Store, stage: str, inputs: Sequence[Any], config: Any,
     """The stage's output: reused when published before with files that still match their
     checksums, else computed by `compute(writer)` (which returns catalog.finish(writer, ...)).
 
-    A corrupt or missing file makes the stage compute again (never reuse, never an error); an
-    attempt that raises leaves nothing behind (StageWriter removes its folder).
+    A reused output comes back with `reused=True`. A corrupt or missing file makes the stage
+    compute again (never reuse, never an error); an attempt that raises leaves nothing behind (StageWriter removes its folder).
     """
     key = stage_key(stage, inputs, config)
     t0 = time.perf_counter()
@@ -76,7 +77,7 @@ def run_stage(store: Store, stage: str, inputs: Sequence[Any], config: Any,
         problem = catalog.verify(store, ref)
         if problem is None:
             log.info("%-8s reused (%.1f s)", stage, time.perf_counter() - t0)
-            return ref
+            return dataclasses.replace(ref, reused=True)
         log.warning("%s: the stored output fails verification (%s): computing it again", stage, problem)
     log.info("%-8s started", stage)
     with store.stage(stage, key) as writer:

@@ -19,7 +19,7 @@ def cluster_task(embed: catalog.EmbedRef, root: str, cfg: ClusterConfig, seed: i
 
     def compute(w):
         e = catalog.read_embeddings(store, embed)
-        c = cluster_embeddings(e.z, e.series_z, cfg, seed, e.series_labels)
+        c = cluster_embeddings(e.z, e.series_z, cfg, seed, e.series_labels, e.window_series)
         windows, series = clustering_tables(c, e.window_id, e.series_id, e.series_ids)
         catalog.write_clusters(w, windows, series, catalog.KMeansModel(c.centroids, c.z_mean, c.z_scale, c.sizes))
         return catalog.finish(w, catalog.ASSIGNMENTS, len(c.labels), metrics=c.metrics)

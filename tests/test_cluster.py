@@ -62,3 +62,22 @@ def test_minibatch_kmeans_above_the_threshold(monkeypatch):
     c = cluster_embeddings(Z, Z[:3], ClusterConfig(k=3))
     assert isinstance(used[0], MiniBatchKMeans)
     assert adjusted_rand_score(truth, c.labels) == 1.0
+
+
+def test_stability_tells_structure_from_noise():
+    Z, _ = _blobs(k=3, per=60)
+    window_series = np.repeat(np.arange(18), 10)  # 10 windows per series, each series in one blob
+    series_z = np.stack([Z[window_series == s].mean(0) for s in range(18)])
+    real = cluster_embeddings(Z, series_z, ClusterConfig(k=3), window_series=window_series).metrics
+    assert real["stability_seed_ari"] == pytest.approx(1.0) and real["stability_window_series_ari"] == pytest.approx(1.0)
+
+    noise = np.random.default_rng(1).normal(size=(180, 8))  # no structure: fits disagree, series mean little
+    fake = cluster_embeddings(noise, series_z[:, :1].repeat(8, 1), ClusterConfig(k=6), window_series=window_series).metrics
+    assert fake["stability_seed_ari"] < 0.6 and fake["stability_window_series_ari"] < 0.2
+
+
+def test_window_series_maps_each_window_to_its_series_row():
+    from tsatlas.catalog import Embeddings
+    e = Embeddings(np.arange(4), np.array(["b", "a", "b", "c"]), np.zeros((4, 2)), np.zeros(4),
+                   np.array(["c", "a", "b"]), np.zeros((3, 2)), None)
+    np.testing.assert_array_equal(e.window_series, [2, 1, 2, 0])

@@ -343,6 +343,12 @@ class Embeddings:
     series_z: np.ndarray
     series_labels: np.ndarray | None
 
+    @property
+    def window_series(self) -> np.ndarray:
+        """(n,) each window's row in series_ids / series_z."""
+        order = np.argsort(self.series_ids)
+        return order[np.searchsorted(self.series_ids, self.series_id, sorter=order)]
+
 
 def write_embeddings(w: StageWriter, windows: pa.Table, series: pa.Table, threshold: float) -> None:
     w.put_table(EMBEDDINGS, with_meta(windows, threshold=threshold))

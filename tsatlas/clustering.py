@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from sklearn.cluster import KMeans, MiniBatchKMeans
-from sklearn.metrics import silhouette_score
+from sklearn.metrics import adjusted_rand_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
 
 from tsatlas.config import ClusterConfig
@@ -20,6 +20,8 @@ from tsatlas.metrics import agreement, clustering_scores
 log = logging.getLogger(__name__)
 
 MINIBATCH_ABOVE = 50_000  # windows; above this K-means runs in mini-batches
+STABILITY_SEEDS = 3       # K-means fits compared for the stability score
+STABILITY_ROWS = 20_000   # at most this many windows in those extra fits
 
 
 def kmeans(k: int, seed: int, n: int) -> KMeans | MiniBatchKMeans:
@@ -41,6 +43,26 @@ def choose_k(Zs: np.ndarray, k_min: int, k_max: int, sample: int, seed: int) -> 
     return max(scores, key=scores.__getitem__), scores
 
 
+def stability(Zs: np.ndarray, k: int, labels: np.ndarray, seed: int, window_series: np.ndarray | None,
+              series_labels: np.ndarray) -> dict[str, float]:
+    """How much of the structure is real rather than one fit's luck, as adjusted Rand indices
+    (1: the same partition, 0: chance):
+
+    - stability_seed_ari: the mean over pairs of STABILITY_SEEDS K-means fits with different seeds
+      (the run's own is one), on at most STABILITY_ROWS windows;
+    - stability_window_series_ari: each window's cluster against its series' cluster (how far a
+      series is one kind of window), when windows' series are known.
+    """
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(Zs), min(len(Zs), STABILITY_ROWS), replace=False))
+    runs = [labels[idx]] + [kmeans(k, seed + i, len(idx)).fit_predict(Zs[idx]) for i in range(1, STABILITY_SEEDS)]
+    pairs = [adjusted_rand_score(a, b) for i, a in enumerate(runs) for b in runs[i + 1:]]
+    out = {"stability_seed_ari": round(float(np.mean(pairs)), 4)}
+    if window_series is not None:
+        out["stability_window_series_ari"] = round(float(adjusted_rand_score(labels, series_labels[window_series])), 4)
+    return out
+
+
 @dataclass
 class Clustering:
     k: int
@@ -60,12 +82,13 @@ class Clustering:
 
 
 def cluster_embeddings(Z: np.ndarray, Z_series: np.ndarray, cfg: ClusterConfig, seed: int = 0,
-                       series_truth: np.ndarray | None = None) -> Clustering:
+                       series_truth: np.ndarray | None = None, window_series: np.ndarray | None = None) -> Clustering:
     """K-means on standardised window embeddings; series are assigned by their mean embedding.
 
     Args:
         Z: (n, D) window embeddings. Z_series: (S, D) series embeddings.
         series_truth: (S,) known labels, used only for ARI/NMI.
+        window_series: (n,) each window's row in Z_series, for the window/series agreement.
     """
     n = len(Z)
     if cfg.k != "auto" and cfg.k > n:
@@ -85,7 +108,8 @@ def cluster_embeddings(Z: np.ndarray, Z_series: np.ndarray, cfg: ClusterConfig, 
     s_labels = km.predict(Ss)
     s_dist = np.linalg.norm(Ss - km.cluster_centers_[s_labels], axis=1)
     metrics: dict[str, Any] = {"k": k, **clustering_scores(Zs, labels, cfg.sample, seed),
-                               "sizes": np.bincount(labels, minlength=k).tolist()}
+                               "sizes": np.bincount(labels, minlength=k).tolist(),
+                               **stability(Zs, k, labels, seed, window_series, s_labels)}
     if series_truth is not None and len(series_truth) > 1:
         metrics.update(agreement(series_truth, s_labels))
     if scores:

@@ -131,11 +131,21 @@ def summary_markdown(run_id: str, facts: dict[str, Any], plot_uris: dict[str, st
         f"{n} windows of {T} steps x {C} channels",
         f"- **training**: {tr['epochs']} epochs on {tr['device']}, validation loss {tr['val_loss']:.4f}",
         f"- **clusters**: k={cl['k']}, sizes {cl['sizes']}, silhouette {cl['silhouette']:.3f}",
+        f"- **stability** (adjusted Rand, 1 = identical): {_stability_text(cl)}",
         f"- **generation**: {ge['n']} series ({ge['method']})"
         + (f", discriminative {disc['mean']:.3f} ± {disc['std']:.3f}" if disc else ""),
         "", "Figures (also in the `tsatlas-figures` artifact): "
         + ", ".join(f"[{k}]({(links or {})[k]})" if (links or {}).get(k) else f"{k} `{u}`" for k, u in plot_uris.items()),
     ])
+
+
+def _stability_text(cl: dict[str, Any]) -> str:
+    if "stability_seed_ari" not in cl:
+        return "not measured"
+    text = f"K-means from 3 seeds agree at {cl['stability_seed_ari']:.2f}"
+    if "stability_window_series_ari" in cl:
+        text += f"; windows agree with their series' cluster at {cl['stability_window_series_ari']:.2f}"
+    return text + " (near 0: the clusters may be noise)"
 
 
 def flat_metrics(facts: dict[str, Any]) -> list[dict[str, Any]]:

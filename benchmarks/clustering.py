@@ -5,22 +5,19 @@ the classical methods people would otherwise use.
     python -m benchmarks.clustering                 # 5 sets x 5 seeds, two fits at a time
     python -m benchmarks.clustering --sets GunPoint --seeds 1
 
-Each set: train and test merged, every series z-normalised per channel, k = number of classes.
-Methods, all in this run, on the same arrays:
-  raw-kmeans   scikit-learn KMeans (10 restarts) on the flattened z-normalised series
-  kshape       tslearn KShape
+Each set: train and test merged, k = number of classes. Methods, all in this run:
+  raw-kmeans   scikit-learn KMeans (10 restarts) on the flattened series, z-normalised per series
+  kshape       tslearn KShape on the z-normalised series
   dtw-kmeans   tslearn TimeSeriesKMeans(metric="dtw", max_iter=10, a Sakoe-Chiba band of 10% of the
-               length), --dtw-seeds seeds
-  tsatlas      the default train config (objective=contrastive) + the cluster stage's K-means
-  tsatlas-recon  objective=reconstruction: the plain recurrent autoencoder
-  tsatlas-idec   the same pretraining, then train.objective=idec's joint phase
-The recon and idec rows come from one fit: the plain model is the idec fit's pretraining
-checkpoint, restored through the estimator's resume path, so its time is the pretraining's.
+               length) on the z-normalised series, --dtw-seeds seeds
+  tsatlas      the shipped pipeline on the raw labeled table, as a user runs it:
+               `tsatlas run --data FILE --set windows.length=T --set cluster.k=K`, every other key
+               at its default (--set adds overrides); NMI/ARI of its per-series clusters
 
 Every fit runs on one CPU thread, --jobs of them at a time, after a warm-up in each worker (numba
-compiles tslearn's DTW and KShape on first use: ~7 s that would otherwise land on one fit). One
-JSON line per fit goes to --out as it finishes (a stopped run keeps what it did), and the table is
-appended to RESULTS.md.
+compiles tslearn's DTW and KShape on first use: ~7 s that would otherwise land on one fit; Prefect
+starts its local API: ~20 s once per process). One JSON line per fit goes to --out as it finishes
+(a stopped run keeps what it did), and the table replaces its section of RESULTS.md.
 """
 
 from __future__ import annotations
@@ -47,8 +44,9 @@ DEFAULT_SETS = SETS
 OUT = os.path.join(os.path.dirname(__file__), "results", "clustering.jsonl")
 
 
-def load(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(n, T, C) z-normalised float32 series and their labels; train and test merged."""
+def load(name: str, raw: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(n, T, C) float32 series, z-normalised per series and channel unless `raw`, and their
+    labels; train and test merged."""
     if name == "Trace":
         from tslearn.datasets import CachedDatasets
         Xtr, ytr, Xte, yte = CachedDatasets().load_dataset("Trace")  # (n, T, 1), shipped in the wheel
@@ -62,6 +60,8 @@ def load(name: str) -> tuple[np.ndarray, np.ndarray]:
                           for x in X])
         X = np.asarray(X).transpose(0, 2, 1)
     X = X.astype(np.float64)
+    if raw:
+        return X.astype(np.float32), np.unique(np.asarray(y), return_inverse=True)[1]
     std = X.std(axis=1, keepdims=True)
     X = (X - X.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)
     return X.astype(np.float32), np.unique(np.asarray(y), return_inverse=True)[1]
@@ -88,18 +88,18 @@ def warm_up() -> None:
     from sklearn.cluster import KMeans
     from tslearn.clustering import KShape, TimeSeriesKMeans
 
-    from tsatlas.autoencoder import RNNAutoencoder
     X = np.random.default_rng(0).standard_normal((12, 16, 1))
     KMeans(2, n_init=2, random_state=0).fit(X.reshape(12, -1))
     KShape(n_clusters=2, max_iter=2, random_state=0).fit(X)
     TimeSeriesKMeans(n_clusters=2, metric="dtw", max_iter=2, random_state=0).fit(X)
-    RNNAutoencoder(hidden=4, latent=2, epochs=2, device="cpu").fit(X.astype(np.float32)).transform(X)
+    tiny = ["train.hidden=4", "train.latent=2", "train.epochs=1", "generate.n=4", "generate.eval_iterations=10"]
+    _run_tsatlas(X.astype(np.float32), np.arange(12) % 2, 2, 0, {"set": "warm-up"}, tiny)
 
 
-def run_one(method: str, name: str, seed: int, train: dict | None = None) -> list[dict]:
+def run_one(method: str, name: str, seed: int, sets: list[str] | None = None) -> list[dict]:
     import torch
     torch.set_num_threads(1)
-    X, y = load(name)
+    X, y = load(name, raw=method == "tsatlas")
     k = int(y.max() + 1)
     row = {"set": name, "seed": seed, "n": len(X), "T": X.shape[1], "C": X.shape[2], "k": k}
     t0 = time.perf_counter()
@@ -115,59 +115,52 @@ def run_one(method: str, name: str, seed: int, train: dict | None = None) -> lis
         labels = TimeSeriesKMeans(n_clusters=k, metric="dtw", max_iter=10, metric_params=band,
                                   random_state=seed).fit_predict(X.astype(np.float64))
     elif method == "tsatlas":
-        return _run_tsatlas(X, y, k, seed, row, train or {})
+        return _run_tsatlas(X, y, k, seed, row, sets or [])
     else:
         raise ValueError(method)
     return [{**row, "method": method, "seconds": time.perf_counter() - t0, **_scores(y, labels)}]
 
 
-def _run_tsatlas(X: np.ndarray, y: np.ndarray, k: int, seed: int, row: dict, train: dict) -> list[dict]:
-    """Three rows: tsatlas (the train config as given: the defaults unless --set), and from one
-    more fit tsatlas-recon and tsatlas-idec. The idec fit's pretraining is a plain reconstruction
-    autoencoder; its last pretraining checkpoint, restored through the estimator's resume path,
-    gives the recon row, whose time is the pretraining's."""
+def _run_tsatlas(X: np.ndarray, y: np.ndarray, k: int, seed: int, row: dict, sets: list[str]) -> list[dict]:
+    """The shipped pipeline as a user runs it: the labeled set written as a long table (raw
+    values, an integer step column, the label column), then `tsatlas run --data FILE --set
+    windows.length=T --set cluster.k=K` with every other key at its default (plus --set ones).
+    One window per series; NMI/ARI of the per-series clusters against the labels. Seconds: the
+    whole run (ingest to report), and train_seconds the training's."""
+    import contextlib
     import io
+    import tempfile
 
-    import torch
+    import pandas as pd
 
-    from tsatlas.trainer import make_estimator
-    from tsatlas.autoencoder import RNNAutoencoder
-    from tsatlas.config import ClusterConfig, TrainConfig
+    from flows.cli import main as tsatlas
 
-    cfg = TrainConfig(**{**train, "device": "cpu"})
-    t0 = time.perf_counter()
-    default = make_estimator(cfg, seed, ClusterConfig(k=k)).fit(X)  # what the train task fits
-    rows = [{**row, "method": "tsatlas", "objective": cfg.objective, "epochs": len(default.history_),
-             **_scores(y, _tsatlas_labels(default, X, k, seed)), "seconds": time.perf_counter() - t0}]
-
-    params = make_estimator(cfg.model_copy(update={"objective": "idec"}), seed, ClusterConfig(k=k)).get_params()
-    last_pretrain: list[bytes] = []
-
-    def keep(state: dict) -> None:  # the last pretraining checkpoint, serialised as the train task does
-        if state["phase"] == 1:
-            buf = io.BytesIO()
-            torch.save(state, buf)
-            last_pretrain[:] = [buf.getvalue()]
-
-    t0 = time.perf_counter()
-    idec = RNNAutoencoder(**params).fit(X, on_epoch=keep)
-    idec_labels = _tsatlas_labels(idec, X, k, seed)
-    idec_seconds = time.perf_counter() - t0
-
-    t1 = time.perf_counter()
-    ckpt = torch.load(io.BytesIO(last_pretrain[0]), weights_only=True)
-    plain = RNNAutoencoder(**{**params, "objective": "reconstruction"}).fit(X, resume=ckpt)
-    plain_labels = _tsatlas_labels(plain, X, k, seed)
-    pretrain_seconds = sum(h["seconds"] for h in idec.history_ if h["phase"] == 1)
-    epochs = [sum(h["phase"] == p for h in idec.history_) for p in (1, 2)]
-    return rows + [
-        {**row, "method": "tsatlas-recon", "seconds": pretrain_seconds + time.perf_counter() - t1, "epochs": epochs[0],
-         **_scores(y, plain_labels)},
-        {**row, "method": "tsatlas-idec", "seconds": idec_seconds, "epochs": sum(epochs), **_scores(y, idec_labels)},
-    ]
+    n, T, C = X.shape
+    with tempfile.TemporaryDirectory() as tmp:
+        frame = pd.DataFrame({"series_id": np.repeat([f"s{i:04d}" for i in range(n)], T),
+                              "step": np.tile(np.arange(T), n),
+                              **{f"c{c}": X[:, :, c].ravel() for c in range(C)}, "label": np.repeat(y, T)})
+        data = f"{tmp}/{row['set']}.parquet"
+        frame.to_parquet(data, index=False)
+        args = ["run", "--data", data, "--root", f"{tmp}/art", "--seed", str(seed), "--json",
+                "--set", f"windows.length={T}", "--set", f"cluster.k={k}", *[a for kv in sets for a in ("--set", kv)]]
+        out, err = io.StringIO(), io.StringIO()
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = tsatlas(args)
+        seconds = time.perf_counter() - t0
+        if code != 0:
+            raise RuntimeError(f"tsatlas run failed on {row['set']}: {err.getvalue().strip().splitlines()[-1:]}")
+        m = json.loads(out.getvalue())
+        series = pd.read_parquet(m["stages"]["cluster"]["uri"].replace("assignments.parquet", "series_assignments.parquet"))
+    truth = dict(zip([f"s{i:04d}" for i in range(n)], y))
+    cl = m["metrics"]["cluster"]
+    return [{**row, "method": "tsatlas", "seconds": seconds, "train_seconds": m["metrics"]["train"]["seconds"],
+             "epochs": m["metrics"]["train"]["epochs"], "stability_seed_ari": cl.get("stability_seed_ari"),
+             **_scores(np.array([truth[s] for s in series["series_id"]]), series["cluster"].to_numpy())}]
 
 
-METHODS = ["raw-kmeans", "kshape", "tsatlas-recon", "tsatlas-idec", "tsatlas", "dtw-kmeans"]
+METHODS = ["raw-kmeans", "kshape", "tsatlas", "dtw-kmeans"]
 
 
 def table(rows: list[dict]) -> str:
@@ -214,14 +207,12 @@ def main() -> None:
     ap.add_argument("--dtw-seeds", type=int, default=5, help="fewer to save time: DTW k-means is the slowest")
     ap.add_argument("--methods", nargs="+", default=["raw-kmeans", "kshape", "dtw-kmeans", "tsatlas"])
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--set", action="append", default=[], metavar="train.KEY=VALUE",
-                    help="override a train config key for the tsatlas rows (default: the shipped defaults)")
+    ap.add_argument("--set", action="append", default=[], metavar="STAGE.KEY=VALUE",
+                    help="override a config key for the tsatlas rows (default: the shipped defaults)")
     ap.add_argument("--out", default=OUT)
     ap.add_argument("--table-only", action="store_true", help="append the table of the rows already in --out")
     args = ap.parse_args()
 
-    from tsatlas.config import load_config
-    train = load_config(sets=args.set).train.model_dump(exclude_defaults=True)
     if not args.table_only:
         os.makedirs(os.path.dirname(args.out), exist_ok=True)
         open(args.out, "w").close()
@@ -230,7 +221,7 @@ def main() -> None:
         # the longest first, so the pool is not left waiting on one at the end
         jobs.sort(key=lambda j: (j[0] != "dtw-kmeans", j[0] != "tsatlas"))
         with ProcessPoolExecutor(args.jobs, initializer=warm_up) as pool:
-            futures = {pool.submit(run_one, *j, train): j for j in jobs}
+            futures = {pool.submit(run_one, *j, args.set): j for j in jobs}
             for f in as_completed(futures):
                 for r in f.result():
                     print(json.dumps(r), flush=True)
@@ -240,7 +231,8 @@ def main() -> None:
     from benchmarks.common import write_results
     write_results("Clustering vs classical baselines on UCR/UEA sets (benchmarks/clustering.py)",
                    f"Fits on one thread each, {args.jobs} at a time. Median over seeds. "
-                   f"tsatlas train config: {train or 'the defaults'}.\n\n{table(rows)}\n")
+                   f"tsatlas: the shipped defaults{' with ' + ' '.join(args.set) if args.set else ''}.\n\n"
+                   f"{table(rows)}\n")
     print(table(rows))
 
 

@@ -16,8 +16,8 @@ from prefect.deployments import run_deployment
 
 from tasks.common import open_store
 from tsatlas import catalog
-from tsatlas.config import (ClusterConfig, Concurrency, DateText, Every, GenerateConfig, IngestConfig, PipelineConfig,
-                            Seed, TrainConfig, WindowsConfig)
+from tsatlas.config import (ClusterConfig, Concurrency, DateText, DeploymentName, Every, GenerateConfig, IngestConfig,
+                            PipelineConfig, Seed, TrainConfig, WindowsConfig)
 from tsatlas.errors import TsatlasError
 from tsatlas.ingest import BUNDLED_DATA, resolve_data
 from tsatlas.partitions import partition_name, partitions, record_key
@@ -119,7 +119,7 @@ def backfill(
     generate: GenerateConfig = GenerateConfig(),
     seed: Seed = 0,
     max_concurrency: Concurrency = 2,
-    deployment: str | None = None,
+    deployment: DeploymentName | None = None,
     credentials: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run the atlas flow once per partition [a, b) of [start, end), `every` long. Partitions

@@ -185,7 +185,8 @@ def test_the_api_refuses_bad_flow_parameters_before_a_run_exists(server):
     base = {"start": "2024-01-01", "end": "2024-02-01"}
     cases = [(atlas, {"seed": -1}), (atlas, {"ingest": {"start": "not-a-date"}}), (atlas, {"ingest": {"freq": "banana"}}),
              (bf, {**base, "every": "-5d"}), (bf, {**base, "max_concurrency": 0}), (bf, {**base, "max_concurrency": -1}),
-             (bf, {"start": "not-a-date", "end": "2024-02-01"}), (sc, {"data": "x.csv", "device": "tpu"})]
+             (bf, {"start": "not-a-date", "end": "2024-02-01"}), (bf, {**base, "deployment": "atlas"}),
+             (atlas, {"partition": "yesterday"}), (sc, {"data": "x.csv", "device": "tpu"})]
     for dep, params in cases:
         status, body = _api(f"{api}/deployments/{dep['id']}/create_flow_run", {"parameters": params})
         assert status == 409, (dep["name"], params, status, body)

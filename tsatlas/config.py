@@ -28,6 +28,7 @@ _FORMS = {"freq": "a positive time step such as '1h', '15min', '1D', or '1' for 
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 DateText = Annotated[str, Field(pattern=rf"^{_DATE}$")]
 Every = Annotated[str, Field(pattern=r"^[1-9]\d*(s|min|h|d|D|w)$")]
+DeploymentName = Annotated[str, Field(pattern=r"^[^/\s]+/[^/\s]+$")]  # flow name / deployment name
 Concurrency = Annotated[int, Field(ge=1, le=256)]
 Device = Literal["auto", "cpu", "cuda"]
 

@@ -99,6 +99,10 @@ def test_corrupt_and_truncated_stage_files_are_recomputed(prefect_harness, tiny_
     assert m2["stages"]["windows"]["prefix"] != win["prefix"] and m2["stages"]["windows"]["sha256"] == win["sha256"]
     assert m2["stages"]["embed"]["prefix"] != emb["prefix"]
     assert m2["stages"]["ingest"]["prefix"] == m1["stages"]["ingest"]["prefix"]  # sound stages are reused
+    assert not any(t["reused"] for t in m1["timings"].values())  # the manifest says which
+    # only the two broken stages ran again; their outputs came out identical, so the rest is reused
+    assert {s for s, t in m2["timings"].items() if not t["reused"]} == {"windows", "embed"}
+    assert all(isinstance(t["seconds"], float) for t in m2["timings"].values())
     store = Store(root)
     for st in m2["stages"].values():  # the new manifest references only sound files
         for name, sha in st["files"].items():

@@ -64,7 +64,9 @@ class StageRef:
     rows: int
     uri: str
     facts: dict[str, Any] = field(default_factory=dict)
-    reused: bool = field(default=False, compare=False)  # found in the store by this run, not computed (not stored)
+    # what this run did, not stored with the output: found it in the store, and in how many seconds
+    reused: bool = field(default=False, compare=False)
+    seconds: float | None = field(default=None, compare=False)
 
     @property
     def sha256(self) -> str:
@@ -73,6 +75,7 @@ class StageRef:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("reused")
+        d.pop("seconds")
         return d
 
     @staticmethod
@@ -498,6 +501,8 @@ def build_manifest(run_id: str, data: str, config: dict[str, Any], refs: dict[st
                                                  "grid": win.facts.get("grid")},
                     "embed": {"anomaly_threshold": emb.threshold}},
         "metrics": {s: refs[s].facts["metrics"] for s in ("train", "cluster", "generate")},
+        "timings": {s: {"seconds": None if refs[s].seconds is None else round(refs[s].seconds, 3),
+                        "reused": refs[s].reused} for s in STAGES},
         **(extra or {}),
     }
 

@@ -67,7 +67,7 @@ def run_stage(store: Store, stage: str, inputs: Sequence[Any], config: Any,
     """The stage's output: reused when published before with files that still match their
     checksums, else computed by `compute(writer)` (which returns catalog.finish(writer, ...)).
 
-    A reused output comes back with `reused=True`. A corrupt or missing file makes the stage
+    The output comes back with the seconds this took, and `reused=True` when it was found. A corrupt or missing file makes the stage
     compute again (never reuse, never an error); an attempt that raises leaves nothing behind (StageWriter removes its folder).
     """
     key = stage_key(stage, inputs, config)
@@ -76,11 +76,13 @@ def run_stage(store: Store, stage: str, inputs: Sequence[Any], config: Any,
     if ref is not None:
         problem = catalog.verify(store, ref)
         if problem is None:
-            log.info("%-8s reused (%.1f s)", stage, time.perf_counter() - t0)
-            return dataclasses.replace(ref, reused=True)
+            seconds = time.perf_counter() - t0
+            log.info("%-8s reused (%.1f s)", stage, seconds)
+            return dataclasses.replace(ref, reused=True, seconds=seconds)
         log.warning("%s: the stored output fails verification (%s): computing it again", stage, problem)
     log.info("%-8s started", stage)
     with store.stage(stage, key) as writer:
         ref = compute(writer)
-    log.info("%-8s done in %.1f s", stage, time.perf_counter() - t0)
-    return ref
+    seconds = time.perf_counter() - t0
+    log.info("%-8s done in %.1f s", stage, seconds)
+    return None if ref is None else dataclasses.replace(ref, seconds=seconds)

@@ -127,8 +127,11 @@ def test_deploy_run_from_the_api_and_the_ui_form(server, tiny_csv, tmp_path):
         page.goto(f"{server['ui']}/deployments/deployment/{dep['id']}/run")
         page.get_by_text("how series are cut into windows and scaled.").wait_for(timeout=60_000)
         text = page.inner_text("body")
-        # the run's figures, as the UI shows its markdown artifact
-        page.goto(f"{server['ui']}/artifacts/artifact/{arts[0]['id']}")
+        # the run's figures, reached as an operator does: the run's page, its Artifacts tab, the card
+        page.goto(f"{server['ui']}/runs/flow-run/{run['id']}")
+        page.locator("li.p-tab#artifacts").click(timeout=60_000)
+        page.get_by_text("tsatlas-figures", exact=True).first.click(timeout=60_000)
+        page.wait_for_url(f"**/artifacts/artifact/{arts[0]['id']}", timeout=60_000)
         page.wait_for_function("document.images.length >= 5 && Array.from(document.images).every(i => i.complete)",
                                timeout=60_000)
         widths = page.evaluate("Array.from(document.images).map(i => i.naturalWidth)")

@@ -145,7 +145,7 @@ class TrainConfig(_Section):
     contrastive_weight: float = Field(0.3, gt=0.0, le=100.0, description="contrastive: weight of the contrastive loss.")
     cluster_weight: float = Field(0.1, gt=0.0, le=100.0, description="idec: weight of the clustering loss.")
     cluster_epochs: int = Field(10, ge=1, le=10_000, description="idec: epochs of the joint phase (early stopping applies).")
-    epochs: int = Field(12, ge=1, le=10_000, description="Upper bound on epochs; early stopping usually ends sooner.")
+    epochs: int = Field(40, ge=1, le=10_000, description="Upper bound on epochs; early stopping usually ends sooner.")
     batch_size: int = Field(64, ge=1, le=65_536, description="Windows per optimisation step (per process).")
     min_batches: int = Field(
         5, ge=1, le=100_000,

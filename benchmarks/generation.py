@@ -168,7 +168,11 @@ def main() -> None:
             json.dump(rows, f, indent=2)
     if not args.no_write:
         from benchmarks.common import write_results
-        write_results("Generation: Sines and Stocks (benchmarks/generation.py)", md)
+        names = args.datasets.split(",")
+        title = ("Generation: Sines and Stocks (benchmarks/generation.py)" if sorted(names) == ["sines", "stocks"]
+                 else f"Generation: {' and '.join(n.capitalize() for n in names)} "
+                      f"(benchmarks/generation.py --datasets {args.datasets})")
+        write_results(title, md)
 
 
 if __name__ == "__main__":

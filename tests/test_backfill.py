@@ -50,3 +50,24 @@ def test_backfill_skips_done_and_finishes_what_is_missing(prefect_harness, tmp_p
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["tsatlas-backfill"])))
     assert arts and "20240105T000000--20240107T000000" in json.dumps(arts[0].data)
+
+
+def test_the_partition_of_a_scheduled_run_and_a_dated_data_path():
+    from tsatlas.partitions import fill_data_path, scheduled_partition
+    assert scheduled_partition("2024-05-02T02:00:00+00:00", "1d") == ("2024-05-01T00:00:00", "2024-05-02T00:00:00")
+    assert scheduled_partition("2024-05-02T08:30:00+02:00", "6h") == ("2024-05-02T00:00:00", "2024-05-02T06:00:00")  # 06:30 UTC
+    assert fill_data_path("in/{start}.csv", "2024-05-01T00:00:00", "2024-05-02T00:00:00") == "in/2024-05-01.csv"
+    assert fill_data_path("all.parquet", None, None) == "all.parquet"
+    with pytest.raises(ConfigError, match="has no partition"):
+        fill_data_path("in/{start}.csv", None, None)
+
+
+def test_a_flow_runs_manifest_is_found_by_its_id(tmp_path):
+    from tsatlas import catalog
+    from tsatlas.storage import Store
+    store = Store(str(tmp_path))
+    assert catalog.run_of_flow_run(store, "abcdef12-0000-0000-0000-000000000000") is None  # no runs/ yet
+    store.put_json("runs/20240101T000000Z-abcdef12/manifest.json", {"run_id": "20240101T000000Z-abcdef12"})
+    (tmp_path / "runs" / "20240102T000000Z-abcdef12").mkdir()  # a run that died before its manifest
+    store.put_json("runs/20240101T000000Z-99999999/manifest.json", {})
+    assert catalog.run_of_flow_run(store, "abcdef12-0000-0000-0000-000000000000") == "20240101T000000Z-abcdef12"

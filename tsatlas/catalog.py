@@ -442,12 +442,17 @@ def write_manifest(store: Store, manifest: dict[str, Any]) -> str:
     return store.uri(key)
 
 
-def latest_run(store: Store) -> str:
-    """The newest run id under the root (run ids sort by time)."""
+def _run_ids(store: Store) -> list[str]:
+    """Run ids under the root, oldest first (run ids sort by time)."""
     try:
-        runs = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in store.fs.ls(store.path("runs"), detail=False))
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in store.fs.ls(store.path("runs"), detail=False))
     except FileNotFoundError:
-        runs = []
+        return []
+
+
+def latest_run(store: Store) -> str:
+    """The newest run id under the root."""
+    runs = _run_ids(store)
     if not runs:
         raise StorageError(f"{store.uri('runs')}: no runs yet")
     return runs[-1]
@@ -456,11 +461,7 @@ def latest_run(store: Store) -> str:
 def run_of_flow_run(store: Store, flow_run_id: str) -> str | None:
     """The run id that the Prefect flow run `flow_run_id` wrote a manifest for, if any."""
     tail = "-" + str(flow_run_id).replace("-", "")[:8]
-    try:
-        runs = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in store.fs.ls(store.path("runs"), detail=False))
-    except FileNotFoundError:
-        return None
-    return next((r for r in reversed(runs) if r.endswith(tail) and store.exists(manifest_key(r))), None)
+    return next((r for r in reversed(_run_ids(store)) if r.endswith(tail) and store.exists(manifest_key(r))), None)
 
 
 def read_manifest(store: Store, run_id: str) -> dict[str, Any]:

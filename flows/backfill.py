@@ -41,9 +41,8 @@ def run_partition(data: str, p: tuple[str, str], config: PipelineConfig, root: s
            "worker": f"{socket.gethostname()}:{os.getpid()}"}  # where it ran: this process, or a Dask worker
     if (done := catalog.partition_record(store, key)) is not None:
         return {**row, **done, "state": "skipped (done before)"}
-    cfg = config.model_copy(update={"ingest": config.ingest.model_copy(update={"start": p[0], "end": p[1]})})
     try:
-        m = atlas(data=data, root=root, credentials=credentials, **cfg.sections())
+        m = atlas(data=data, root=root, credentials=credentials, **_for_partition(config, p).sections())
     except Exception as e:  # reported in the table; the flow fails at the end
         return {**row, "state": "failed", "error": str(e).splitlines()[0][:300]}
     done = {"run_id": m["run_id"], "manifest": m["manifest_uri"]}
@@ -51,11 +50,16 @@ def run_partition(data: str, p: tuple[str, str], config: PipelineConfig, root: s
     return {**row, **done, "state": "completed"}
 
 
+def _for_partition(config: PipelineConfig, p: tuple[str, str]) -> PipelineConfig:
+    """`config` reading only partition p: ingest.start/end set to its bounds."""
+    return config.model_copy(update={"ingest": config.ingest.model_copy(update={"start": p[0], "end": p[1]})})
+
+
 def _partition_params(data: str, p: tuple[str, str], config: PipelineConfig, root: str,
                       credentials: str | None) -> dict[str, Any]:
-    cfg = config.model_copy(update={"ingest": config.ingest.model_copy(update={"start": p[0], "end": p[1]})})
-    sections = {k: (v.model_dump(mode="json") if hasattr(v, "model_dump") else v) for k, v in cfg.sections().items()}
-    return {"data": data, "root": root, "credentials": credentials, "partition": None, **sections}
+    """The atlas deployment's parameters for partition p (its sections and seed, as JSON)."""
+    return {"data": data, "root": root, "credentials": credentials, "partition": None,
+            **_for_partition(config, p).model_dump(mode="json")}
 
 
 def _start_run(deployment: str, p: tuple[str, str], params: dict[str, Any], key: str) -> FlowRun:

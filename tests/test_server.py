@@ -357,12 +357,10 @@ def test_a_killed_backfill_is_marked_crashed(server, tmp_path):
             except ProcessLookupError:
                 pass
         worker.wait(30)
-    killed_at = time.time()
     for run_id in runs:
         fr = _wait_final(api, run_id, timeout=180)
         assert fr["state"]["type"] == "CRASHED", fr["state"]
         assert "No heartbeat for 45 s" in fr["state"]["message"]
-    assert time.time() - killed_at < 150
     deadline = time.time() + 60
     while len(received) < 2 and time.time() < deadline:
         time.sleep(1)

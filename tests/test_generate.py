@@ -4,7 +4,7 @@ import pytest
 from tsatlas.generation import allocate, chain, sample_latent, series_table, to_original_units
 from tsatlas.windowing import Windows
 from tsatlas.gan import GANSchedule, sample_timegan, train_timegan
-from tsatlas.metrics import (autocorrelation_distance, discriminative_score, generation_scores, marginal_distance,
+from tsatlas.metrics import (acf, autocorrelation_distance, discriminative_score, generation_scores, marginal_distance,
                              predictive_score, repeated)
 
 
@@ -66,6 +66,20 @@ def test_generation_metrics_known_answers():
     assert autocorrelation_distance(smooth, a[..., :1]) > 0.2
     s = generation_scores(a, b)
     assert s["marginal"] < 0.05 and s["marginal_real_floor"] < 0.05
+
+
+def test_acf_matches_the_lag_by_lag_definition():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(30, 50, 3)).cumsum(axis=1)
+    X[0, :, 1] = 2.5  # a constant window: left out of channel 1's mean
+    Xc = X - X.mean(axis=1, keepdims=True)
+    var = (Xc**2).sum(axis=1)
+    ok = var > 1e-9
+    want = np.stack([np.where(ok, (Xc[:, lag:] * Xc[:, :-lag]).sum(axis=1) / np.where(ok, var, 1), 0).sum(0) / ok.sum(0)
+                     for lag in range(1, 50)])
+    np.testing.assert_allclose(acf(X), want, atol=1e-10)
+    np.testing.assert_allclose(acf(X, max_lag=5), want[:5], atol=1e-10)
+    assert np.all(acf(np.full((4, 10, 1), 7.0)) == 0)
 
 
 def _sines(n, C, seed, T=24):

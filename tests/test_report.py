@@ -87,6 +87,6 @@ def test_every_figure_is_inlined_downscaled_to_fit_and_linked_where_a_browser_ca
     links = {"big": "https://bucket.example/plots/big.png?X-Amz-Signature=abc", "small": None, "other": None}
     md = figures_markdown(images, links, budget=300_000)
     assert md.count("data:image/png;base64,") == 3 and len(md) < 300_000 + 1_000  # all three, within the budget
-    assert "## big (downscaled)" in md and "## small\n" in md  # only what did not fit was shrunk
+    assert "## big (compressed to fit)" in md and "## small\n" in md  # only what did not fit was shrunk
     assert "[full size](https://bucket.example/plots/big.png?X-Amz-Signature=abc)" in md
     assert md.count("full size") == 1  # a local path is not a link the UI could open

@@ -90,20 +90,20 @@ def train_timegan(X: np.ndarray, clusters: np.ndarray | None = None, *,
         for _ in range(2):  # generator (and supervisor) twice per discriminator step, as in the paper
             idx = _batch(n, s.batch_size, gen, dev)
             x, c = Xd[idx], Cd[idx]
-            h = m.embedder(x)
+            h = m.embedder(x)  # one forward for both steps: the generator step does not change the embedder
             e_hat = m.generate_latent(noise(len(idx)), c)
             h_hat = m.supervisor(e_hat)
             x_hat = m.recovery(h_hat)
             y_fake, y_fake_e = m.discriminate(h_hat, c), m.discriminate(e_hat, c)
             g_adv = bce(y_fake, torch.ones_like(y_fake)) + s.gamma * bce(y_fake_e, torch.ones_like(y_fake_e))
-            g_sup = F.mse_loss(m.supervisor(h)[:, :-1], h[:, 1:])
+            hd = h.detach()  # the generator's loss updates generator and supervisor only (as the paper's var_list)
+            g_sup = F.mse_loss(m.supervisor(hd)[:, :-1], hd[:, 1:])
             g_mom = (torch.abs(x_hat.std(0) - x.std(0)).mean() + torch.abs(x_hat.mean(0) - x.mean(0)).mean())
             g_loss = g_adv + 100 * torch.sqrt(g_sup) + 100 * g_mom
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()
             # embedder: reconstruction plus a little of the supervised loss
-            h = m.embedder(x)
             e_loss = 10 * torch.sqrt(F.mse_loss(m.recovery(h), x)) + 0.1 * F.mse_loss(m.supervisor(h)[:, :-1], h[:, 1:])
             opt_e.zero_grad(set_to_none=True)
             e_loss.backward()

@@ -195,21 +195,28 @@ def test_the_api_refuses_bad_flow_parameters_before_a_run_exists(server):
         assert status == 409, (dep["name"], params, status, body)
 
 
-def _wait_final(api: str, run_id: str, timeout: float = 300) -> dict:
+def _wait_final(api: str, run_id: str, timeout: float = 300, cwd=None) -> dict:
     deadline = time.time() + timeout
     while True:
         fr = _api(f"{api}/flow_runs/{run_id}")[1]
         if fr["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
             return fr
-        assert time.time() < deadline, f"flow run still {fr['state']['name']} after {timeout} s"
+        assert time.time() < deadline, (f"flow run still {fr['state']['name']} after {timeout} s", _log_tail(cwd))
         time.sleep(1)
 
 
 def _worker(server, cwd) -> subprocess.Popen:
-    """A long-running process worker that polls every second (what an operator leaves running)."""
+    """A long-running process worker that polls every second (what an operator leaves running),
+    logging to cwd/worker.log (its flow runs' output included; `_log_tail` shows it on failure)."""
     env = {**server["env"], "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1"}
+    log = open(Path(cwd) / "worker.log", "ab")
     return subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "tsatlas"], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _log_tail(cwd, lines: int = 60) -> str:
+    path = Path(cwd or ".") / "worker.log"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
 
 
 def _flow_run_pids(run_ids: set[str]) -> list[int]:
@@ -282,8 +289,8 @@ def test_backfill_partitions_are_runs_of_the_atlas_deployment(server, tmp_path):
         for _ in range(2):  # the second backfill finds both partitions done and starts nothing
             status, run = _api(f"{api}/deployments/{backfill['id']}/create_flow_run", {"parameters": params})
             assert status == 201, run
-            fr = _wait_final(api, run["id"], timeout=480)
-            assert fr["state"]["type"] == "COMPLETED", fr["state"]
+            fr = _wait_final(api, run["id"], timeout=480, cwd=tmp_path)
+            assert fr["state"]["type"] == "COMPLETED", (fr["state"], _log_tail(tmp_path))
             runs.append(run["id"])
     finally:
         os.killpg(worker.pid, signal.SIGTERM)

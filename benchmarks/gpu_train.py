@@ -100,6 +100,37 @@ def loss_check(X, epochs, devices=("cpu", "cuda")):
             "within_tolerance": rel <= LOSS_TOLERANCE}
 
 
+def bundled_windows() -> np.ndarray:
+    """The bundled data's windows under the default config (what `tsatlas run` trains on)."""
+    from tsatlas.config import PipelineConfig
+    from tsatlas.ingest import BUNDLED_DATA, ingest_table
+    from tsatlas.windowing import make_windows
+
+    cfg = PipelineConfig()
+    ing = ingest_table(os.path.join(os.path.dirname(__file__), "..", BUNDLED_DATA), cfg.ingest)
+    sid = ing.frame["series_id"].to_numpy().astype(str)
+    bounds = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1], True])
+    w, _ = make_windows(ing.frame[ing.channels].to_numpy(np.float64), bounds, sid[bounds[:-1]], cfg.windows)
+    return np.ascontiguousarray(w.X)
+
+
+def default_fit(X, device, epochs=None):
+    """The train stage's default estimator (batch_size="auto" included), timed, then embed."""
+    kw = {} if epochs is None else {"epochs": epochs, "patience": epochs + 1}
+    ae = RNNAutoencoder(device=device.type, **kw)
+    sync(device)
+    t0 = time.perf_counter()
+    ae.fit(X)
+    sync(device)
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ae.embed(X, batch=8192 if device.type == "cuda" else 1024)
+    sync(device)
+    return {"train_s": round(train_s, 2), "embed_s": round(time.perf_counter() - t0, 2), "epochs_run": len(ae.history_),
+            "batch": ae.batch_size_, "lr": ae.lr_, "best_val_loss": min(h["val_loss"] for h in ae.history_),
+            "windows": len(X), "cell": "gru"}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--windows", type=int, default=100_000)
@@ -109,6 +140,7 @@ def main() -> None:
     p.add_argument("--cpu-windows", type=int, default=20_000)
     p.add_argument("--batches", default="256,1024,4096")
     p.add_argument("--results", action="store_true", help="also append the table to benchmarks/RESULTS.md")
+    p.add_argument("--no-million", dest="million", action="store_false", help="skip the 1M-window train + embed")
     args = p.parse_args()
     out_dir = os.environ.get("OUT", os.path.join(os.path.dirname(__file__), "results"))
     gpu = torch.cuda.is_available()
@@ -139,6 +171,15 @@ def main() -> None:
             record("bare-bf16", bare, X=X, device=cuda, batch=b, epochs=args.epochs, cell="gru", bf16=True)
         record("tsatlas", ours, X=X, device=cuda, batch=1024, epochs=args.epochs, cell="lstm")
         record("loss-check", lambda **kw: loss_check(X[:4000], 10), device=cuda, batch=64, cell="gru")
+        # where batch_size=auto picks a large batch on the card (32,000 training windows: 1024, lr x4)
+        record("loss-check-auto", lambda **kw: loss_check(X[:40000], 5), device=cuda, batch="auto", cell="gru")
+        Xb = bundled_windows()
+        for dev in (cuda, torch.device("cpu")):  # the bundled run's train stage, as shipped (early stopping)
+            record("bundled-default", lambda device, **kw: default_fit(Xb, device), device=dev, batch="auto", cell="gru")
+        if args.million:  # 1M windows: train (3 epochs) + embed at the default config
+            Xm = data(1_000_000, args.length, args.channels, seed=1)
+            record("1M-default", lambda device, **kw: default_fit(Xm, device, epochs=3), device=cuda, batch="auto",
+                   cell="gru")
     cpu = torch.device("cpu")
     Xc = X[: args.cpu_windows]
     record("tsatlas", ours, X=Xc, device=cpu, batch=256, epochs=args.epochs, cell="gru")
@@ -148,9 +189,19 @@ def main() -> None:
     print(json.dumps(info))
     lines = ["| case | device | cell | batch | train windows/s | embed windows/s |", "|---|---|---|---|---|---|"]
     for r in rows:
+        if r["case"] not in ("tsatlas", "bare-fp32", "bare-bf16"):
+            continue
         lines.append(f"| {r['case']} | {r['device']} | {r['cell']} | {r['batch']} | "
                      f"{r.get('train_windows_per_s', float('nan')):,.0f} | {r.get('embed_windows_per_s', float('nan')):,.0f} |"
                      + (f" {r['error'][:80]}" if "error" in r else ""))
+    defaults = [r for r in rows if r["case"] in ("bundled-default", "1M-default")]
+    if defaults:
+        lines += ["", "| default config | device | windows | batch (auto) | lr | epochs run | train s | embed s | "
+                  "best val loss |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in defaults:
+            lines.append(f"| {r['case']} | {r['device']} | " + (f"{r['error'][:80]} |" if "error" in r else
+                         f"{r['windows']:,} | {r['batch']} | {r['lr']:.3g} | {r['epochs_run']} | {r['train_s']} | "
+                         f"{r['embed_s']} | {r['best_val_loss']:.4f} |"))
     print("\n".join(lines))
     if args.results:
         from benchmarks.common import write_results
@@ -158,9 +209,11 @@ def main() -> None:
         bare_cpu = next((r["train_windows_per_s"] for r in rows if r["case"] == "bare-fp32" and r["device"] == "cpu"), None)
         note = (f"CPU: train stage {ratio['cpu'] / bare_cpu:.2f}x the bare loop (median of epochs 2..{args.epochs}). "
                 if bare_cpu and "cpu" in ratio else "")
-        check = next((r for r in rows if r["case"] == "loss-check" and "error" not in r), None)
-        if check:
-            note += (f"Default train config (4,000 windows, 10 epochs) on {info['device']}: best validation loss "
+        for case, what in (("loss-check", "4,000 windows, 10 epochs"), ("loss-check-auto", "40,000 windows, 5 epochs")):
+            check = next((r for r in rows if r["case"] == case and "error" not in r), None)
+            if not check:
+                continue
+            note += (f"Default train config ({what}) on {info['device']}: best validation loss "
                      f"{check['cuda_val_loss']:.4f} on CUDA vs {check['cpu_val_loss']:.4f} on the CPU, a "
                      f"{100 * check['relative_gap']:.1f}% gap ({'within' if check['within_tolerance'] else 'OUTSIDE'} "
                      f"the {100 * LOSS_TOLERANCE:.0f}% tolerance); {check['cuda_windows_per_s']:,.0f} vs "

@@ -49,6 +49,7 @@ def test_atlas_flow_end_to_end(prefect_harness, tiny_csv, tmp_path):
     assert m["summary"]["windows"]["shape"] == [114, 16, 2]
     tr, cl, ge = m["metrics"]["train"], m["metrics"]["cluster"], m["metrics"]["generate"]
     assert tr["epochs"] == 3 and np.isfinite(tr["train_loss"]) and np.isfinite(tr["val_loss"])
+    assert tr["batch_size"] == 32 and tr["lr"] == m["config"]["train"]["lr"]  # as trained (TINY sets the batch)
     assert cl["k"] == 2 and sum(cl["sizes"]) == 114 and {"silhouette", "davies_bouldin", "ari", "nmi"} <= set(cl)
     assert ge["n"] == 12 and sum(ge["per_cluster"]) == 12 and "marginal" in ge
     assert {"mean", "std"} <= set(ge["discriminative"]) and 0 <= ge["discriminative"]["mean"] <= 0.5

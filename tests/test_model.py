@@ -269,3 +269,17 @@ def test_latent_auto_keeps_the_smallest_size_within_tolerance_of_the_best():
     assert ae.transform(X).shape == (120, ae.latent_)
     again = RNNAutoencoder.from_bytes(ae.to_bytes(), device="cpu")
     assert again.latent_ == ae.latent_ and np.allclose(again.transform(X), ae.transform(X))
+
+
+def test_batch_size_auto_is_todays_batch_on_the_cpu_and_fills_a_card():
+    from tsatlas.autoencoder import CPU_BATCH, GPU_BATCH_MAX, LR_SCALE_MAX, resolve_batch
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")  # only the device type is read: no card needed
+    assert resolve_batch("auto", 1e-2, cpu, 1_000_000) == (CPU_BATCH, 1e-2)
+    assert resolve_batch(256, 1e-2, cuda, 1_000_000) == (256, 1e-2)  # a number is used as given
+    assert resolve_batch("auto", 1e-2, cuda, 3_000) == (CPU_BATCH, 1e-2)  # small data: steps matter more
+    batch, lr = resolve_batch("auto", 1e-2, cuda, 16_000)
+    assert (batch, lr) == (256, pytest.approx(2e-2)) and 16_000 // batch >= 32 > 16_000 // (2 * batch)
+    assert resolve_batch("auto", 1e-2, cuda, 10_000_000) == (GPU_BATCH_MAX, pytest.approx(1e-2 * LR_SCALE_MAX))
+    ae = RNNAutoencoder(hidden=4, latent=2, epochs=1, min_batches=1, device="cpu").fit(_data(n=40))
+    assert ae.batch_size == "auto" and (ae.batch_size_, ae.lr_) == (CPU_BATCH, ae.lr)

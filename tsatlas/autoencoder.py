@@ -50,11 +50,29 @@ _ARCH = ("cell", "hidden", "latent", "layers", "bidirectional", "dropout", "teac
 LATENT_LADDER = (2, 4, 8, 16, 32)
 LATENT_SAMPLE, LATENT_EPOCHS, LATENT_TOLERANCE = 2000, 8, 0.10
 AUTO_STEPS = 8  # patch="auto": the fewest steps per recurrent step that leave at most this many recurrent steps
+# batch_size="auto": CPU_BATCH on the CPU (where larger batches did not train faster); on CUDA, where a
+# small batch leaves the card waiting on kernel launches (H200: 0.62x a bare loop at 256, 0.98x at 4096),
+# the largest power of two up to GPU_BATCH_MAX that still leaves GPU_MIN_STEPS steps per pass.
+CPU_BATCH, GPU_BATCH_MAX, GPU_MIN_STEPS, LR_SCALE_MAX = 64, 4096, 32, 4.0
 
 
 def resolve_patch(patch: int | str, seq_len: int) -> int:
     """Steps per recurrent step: the given number, or for "auto" ceil(seq_len / AUTO_STEPS)."""
     return max(1, -(-seq_len // AUTO_STEPS)) if patch == "auto" else int(patch)
+
+
+def resolve_batch(batch_size: int | str, lr: float, device: torch.device, n_train: int) -> tuple[int, float]:
+    """(batch, lr) for training on `device` with n_train windows per process: a number is used as
+    given; "auto" is CPU_BATCH on the CPU, and on CUDA the largest power of two from CPU_BATCH to
+    GPU_BATCH_MAX with at least GPU_MIN_STEPS batches per pass, lr scaled by sqrt(batch / CPU_BATCH)
+    (the square-root rule for Adam, Malladi et al. 2022), at most LR_SCALE_MAX x."""
+    if batch_size != "auto":
+        return int(batch_size), lr
+    batch = CPU_BATCH
+    if device.type == "cuda":
+        while batch * 2 <= GPU_BATCH_MAX and n_train // (batch * 2) >= GPU_MIN_STEPS:
+            batch *= 2
+    return batch, lr * min(LR_SCALE_MAX, (batch / CPU_BATCH) ** 0.5)
 
 
 def _mse(model: nn.Module, xb: torch.Tensor) -> torch.Tensor:
@@ -112,7 +130,7 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
     Parameters are the `train.*` config keys (n_clusters, k_min and k_max come from `cluster.*`);
     fitted attributes end in `_`: `module_`, `history_`, `n_channels_`, `seq_len_`, `patch_`, `latent_`
     (`latent_losses_`: the ladder's validation losses when latent="auto"), `device_`, `n_clusters_`
-    (0 unless objective="idec"), `cluster_centers_`.
+    (0 unless objective="idec"), `cluster_centers_`, `batch_size_` and `lr_` (as trained: see resolve_batch).
     """
 
     def __init__(self, cell: str = _T["cell"], layers: int = _T["layers"], hidden: int = _T["hidden"],
@@ -121,7 +139,7 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
                  objective: str = _T["objective"], contrastive_weight: float = _T["contrastive_weight"],
                  cluster_weight: float = _T["cluster_weight"], cluster_epochs: int = _T["cluster_epochs"],
                  n_clusters: int | str = _C["k"], k_min: int = _C["k_min"], k_max: int = _C["k_max"],
-                 epochs: int = _T["epochs"], batch_size: int = _T["batch_size"], min_batches: int = _T["min_batches"],
+                 epochs: int = _T["epochs"], batch_size: int | str = _T["batch_size"], min_batches: int = _T["min_batches"],
                  lr: float = _T["lr"], weight_decay: float = _T["weight_decay"], patience: int = _T["patience"],
                  val_fraction: float = _T["val_fraction"], clip_norm: float = _T["clip_norm"], device: str = _T["device"],
                  random_state: int = 0):
@@ -206,7 +224,8 @@ class RNNAutoencoder(TransformerMixin, BaseEstimator):
             self.device_ = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         tr, va = self.split(len(X))
         Xt, Xv = Rows(X, tr), Rows(X, va)
-        common = dict(batch_size=self.batch_size, min_batches=self.min_batches, lr=self.lr,
+        self.batch_size_, self.lr_ = resolve_batch(self.batch_size, self.lr, self.device_, len(tr) // world()[1])
+        common = dict(batch_size=self.batch_size_, min_batches=self.min_batches, lr=self.lr_,
                       weight_decay=self.weight_decay, patience=self.patience, clip_norm=self.clip_norm,
                       seed=self.random_state, device=self.device_)
 

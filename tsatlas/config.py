@@ -146,7 +146,11 @@ class TrainConfig(_Section):
     cluster_weight: float = Field(0.1, gt=0.0, le=100.0, description="idec: weight of the clustering loss.")
     cluster_epochs: int = Field(10, ge=1, le=10_000, description="idec: epochs of the joint phase (early stopping applies).")
     epochs: int = Field(40, ge=1, le=10_000, description="Upper bound on epochs; early stopping usually ends sooner.")
-    batch_size: int = Field(64, ge=1, le=65_536, description="Windows per optimisation step (per process).")
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] | Literal["auto"] = Field(
+        "auto",
+        description="Windows per optimisation step (per process). auto: 64 on the CPU; on CUDA the largest power of "
+        "two up to 4096 that leaves at least 32 steps per pass over the data, with lr scaled by the square root of "
+        "the batch ratio (at most 4x). The manifest records the batch and lr used.")
     min_batches: int = Field(
         5, ge=1, le=100_000,
         description="Fewest optimisation steps in an epoch: a small set is passed over several times per epoch, "

@@ -88,7 +88,7 @@ def fit_resumable(store: Store, key: str, X: np.ndarray, cfg: TrainConfig, seed:
     best = min((h for h in hist if h["phase"] == hist[-1]["phase"]), key=lambda h: h["val_loss"])  # idec: joint phase
     metrics = {"epochs": len(hist), "objective": cfg.objective,
                "train_loss": hist[-1]["train_loss"], "val_loss": hist[-1]["val_loss"],
-               "best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "device": str(ae.device_),
+               "best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "device": str(ae.device_), "batch_size": ae.batch_size_, "lr": ae.lr_,
                "resumed_from_epoch": _resumed_at(resume), "seconds": round(seconds, 2), "processes": size}
     if replicas is not None:  # DDP keeps replicas in step; a mismatch means it did not
         metrics["replicas_identical"] = len(set(replicas)) == 1

@@ -69,11 +69,11 @@ def _health(api: str) -> int:
         return 0
 
 
-def _prefect(server, *args, timeout=180, cwd=REPO):
+def _prefect(server, *args, timeout=180, cwd=REPO, stderr=False):
     r = subprocess.run([str(BIN / "prefect"), "--no-prompt", *args], cwd=cwd, env=server["env"], capture_output=True,
                        text=True, timeout=timeout)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    return r.stdout
+    return r.stdout + r.stderr if stderr else r.stdout
 
 
 def test_deploy_run_from_the_api_and_the_ui_form(server, tiny_csv, tmp_path):
@@ -214,6 +214,17 @@ def _worker(server, cwd) -> subprocess.Popen:
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def _stop_worker(worker: subprocess.Popen) -> None:
+    """SIGTERM the worker's process group; SIGKILL it if it has not exited after 60 s (a worker's
+    shutdown can take longer than that, and one left polling would take the next test's runs)."""
+    os.killpg(worker.pid, signal.SIGTERM)
+    try:
+        worker.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(30)
+
+
 def _log_tail(cwd, lines: int = 60) -> str:
     path = Path(cwd or ".") / "worker.log"
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
@@ -267,10 +278,12 @@ def test_the_nightly_run_reads_the_partition_of_its_scheduled_date(server, tmp_p
                        {"parameters": params, "state": {"type": "SCHEDULED",
                                                         "state_details": {"scheduled_time": "2024-01-03T02:00:00Z"}}})
     assert status == 201, run
-    _prefect(server, "worker", "start", "--pool", "tsatlas", "--run-once", timeout=600)
+    out = _prefect(server, "worker", "start", "--pool", "tsatlas", "--run-once", timeout=600, stderr=True)
     fr = _wait_final(api, run["id"])
-    assert fr["state"]["type"] == "COMPLETED", fr["state"]
-    m = json.loads(next(root.glob("runs/*/manifest.json")).read_text())
+    assert fr["state"]["type"] == "COMPLETED", (fr["state"], out[-3000:])
+    manifests = list(root.glob("runs/*/manifest.json"))
+    assert len(manifests) == 1, (manifests, out[-3000:])
+    m = json.loads(manifests[0].read_text())
     assert m["config"]["ingest"]["start"] == "2024-01-02T00:00:00" and m["config"]["ingest"]["end"] == "2024-01-03T00:00:00"
     assert m["data"].endswith("incoming/2024-01-02.csv") and m["summary"]["ingest"]["rows_in"] == len(day)
 
@@ -293,8 +306,7 @@ def test_backfill_partitions_are_runs_of_the_atlas_deployment(server, tmp_path):
             assert fr["state"]["type"] == "COMPLETED", (fr["state"], _log_tail(tmp_path))
             runs.append(run["id"])
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(60)
+        _stop_worker(worker)
     status, parts = _api(f"{api}/flow_runs/filter", {"flow_runs": {"tags": {"all_": ["tsatlas-backfill"]}},
                                                      "deployments": {"id": {"any_": [
                                                          _api(f"{api}/deployments/name/atlas/atlas")[1]["id"]]}}})

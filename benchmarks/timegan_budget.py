@@ -35,7 +35,7 @@ def run(name: str) -> dict:
     S = sample_timegan(model, np.zeros(len(X), int), X.shape[1], seed=1)
     kw = dict(repeats=2, iterations=1000, seed=0)
     return {"name": name, "train_s": round(seconds, 1), "discriminative": repeated(discriminative_score, X, S, **kw),
-            "predictive": repeated(predictive_score, X, S, **kw), "last": hist[-1]}
+            "predictive": repeated(predictive_score, X, S, **kw), "last": hist[-1], "history": hist}
 
 
 def main() -> None:

@@ -9,7 +9,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from typing import Any
 
 # Prefect's ephemeral API needs ~20 s on a fresh PREFECT_HOME; its 20 s default can time out.
@@ -288,6 +290,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _on_sigterm(seen: list[int]) -> Any:
+    """SIGTERM (`kill`, a supervisor, a container stop) unwinds like Ctrl-C, so that Prefect marks
+    the run Crashed and stops the temporary API server it started (a plain SIGTERM exit skips
+    both and leaves that server running). Returns the handler it replaced (None off the main
+    thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if not args.verbose:
@@ -298,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
 
     bars = _Bars() if sys.stderr.isatty() and args.command in ("run", "backfill") else None
     progress.set_sink(bars)
+    terminated = []
+    previous = _on_sigterm(terminated)
     try:
         commands = {"run": cmd_run, "backfill": cmd_backfill, "score": cmd_score, "serve": cmd_serve,
                     "automations": cmd_automations, "report": cmd_report}
@@ -308,9 +327,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tsatlas: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("tsatlas: interrupted", file=sys.stderr)
-        return 130
+        print("tsatlas: terminated" if terminated else "tsatlas: interrupted", file=sys.stderr)
+        return 143 if terminated else 130
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         progress.set_sink(None)
         if bars is not None:
             bars.close()

@@ -239,3 +239,45 @@ def test_wrong_s3_credentials(prefect_harness, tmp_path, capsys, monkeypatch):
     assert "s3://locked/d.csv: access denied, check the credentials" in err[0]
     assert "wrong-secret-value" not in err[0]
     assert not _manifests(tmp_path / "art")
+
+
+def test_sigterm_marks_the_run_crashed_and_stops_prefects_temporary_server(tmp_path, tiny_csv):
+    """`kill` (SIGTERM) of a `tsatlas run` that started Prefect's temporary API server: the run
+    ends Crashed in Prefect's database, the command says so and exits 143, and the server process
+    goes with it (a plain SIGTERM exit used to leave it running)."""
+    import sqlite3
+
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"} | {"PREFECT_HOME": str(home)}
+    root = tmp_path / "art"
+    exe = os.path.join(os.path.dirname(sys.executable), "tsatlas")
+    proc = subprocess.Popen([exe, "run", "--data", tiny_csv, "--root", str(root), *SETS, "--set", "train.epochs=150",
+                             "--set", "train.patience=1000", "--set", "train.hidden=48"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not [d for d, _, fs in os.walk(root) if "checkpoint.pt" in fs]:  # training has started
+        assert time.time() < deadline and proc.poll() is None, "training never checkpointed"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 143 and "tsatlas: terminated" in err, err[-2000:]
+
+    def left() -> list[int]:  # processes still running with this Prefect home (the temporary server)
+        pids = []
+        for d in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{d}/environ", "rb") as f:
+                    if f"PREFECT_HOME={home}".encode() in f.read().split(b"\0"):
+                        pids.append(int(d))
+            except (OSError, ValueError):
+                continue
+        return pids
+
+    deadline = time.time() + 30
+    while left() and time.time() < deadline:
+        time.sleep(0.5)
+    assert left() == []
+    with sqlite3.connect(home / "prefect.db") as db:
+        assert db.execute("select state_type from flow_run").fetchall() == [("CRASHED",)]
+    assert not _manifests(root)

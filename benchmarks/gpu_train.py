@@ -102,15 +102,15 @@ def loss_check(X, epochs, devices=("cpu", "cuda")):
 
 def bundled_windows() -> np.ndarray:
     """The bundled data's windows under the default config (what `tsatlas run` trains on)."""
+    import pyarrow as pa
+
     from tsatlas.config import PipelineConfig
     from tsatlas.ingest import BUNDLED_DATA, ingest_table
-    from tsatlas.windowing import make_windows
+    from tsatlas.windowing import _values, make_windows
 
     cfg = PipelineConfig()
     ing = ingest_table(os.path.join(os.path.dirname(__file__), "..", BUNDLED_DATA), cfg.ingest)
-    sid = ing.frame["series_id"].to_numpy().astype(str)
-    bounds = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1], True])
-    w, _ = make_windows(ing.frame[ing.channels].to_numpy(np.float64), bounds, sid[bounds[:-1]], cfg.windows)
+    w, _ = make_windows(*_values(pa.Table.from_pandas(ing.frame, preserve_index=False), ing.channels), cfg.windows)
     return np.ascontiguousarray(w.X)
 
 

@@ -46,6 +46,21 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-component-update", "--disable-sync"]
 
 
+def pids_with_env(name: str, values: set[str]) -> list[int]:
+    """Processes whose environment sets `name` to one of `values` (read from /proc)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if any(e.startswith(f"{name}=".encode()) and e.split(b"=", 1)[1].decode(errors="replace") in values
+               for e in env):
+            pids.append(int(d))
+    return pids
+
+
 def chromium_page(playwright, executable: str, **kw):
     """A new page in headless Chromium, with console errors and page errors collected in page.errors."""
     browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)

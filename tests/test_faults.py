@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SETS, error_lines, make_long
+from conftest import SETS, error_lines, make_long, pids_with_env
 from flows.cli import main
 
 
@@ -263,21 +263,10 @@ def test_sigterm_marks_the_run_crashed_and_stops_prefects_temporary_server(tmp_p
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode == 143 and "tsatlas: terminated" in err, err[-2000:]
 
-    def left() -> list[int]:  # processes still running with this Prefect home (the temporary server)
-        pids = []
-        for d in os.listdir("/proc"):
-            try:
-                with open(f"/proc/{d}/environ", "rb") as f:
-                    if f"PREFECT_HOME={home}".encode() in f.read().split(b"\0"):
-                        pids.append(int(d))
-            except (OSError, ValueError):
-                continue
-        return pids
-
     deadline = time.time() + 30
-    while left() and time.time() < deadline:
+    while pids_with_env("PREFECT_HOME", {str(home)}) and time.time() < deadline:  # the temporary server
         time.sleep(0.5)
-    assert left() == []
+    assert pids_with_env("PREFECT_HOME", {str(home)}) == []
     with sqlite3.connect(home / "prefect.db") as db:
         assert db.execute("select state_type from flow_run").fetchall() == [("CRASHED",)]
     assert not _manifests(root)

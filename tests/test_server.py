@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, chromium_page, make_long
+from conftest import TINY, chromium_page, make_long, pids_with_env
 from s3server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -224,9 +224,9 @@ def _worker(server, cwd) -> subprocess.Popen:
     """A long-running process worker that polls every second (what an operator leaves running),
     logging to cwd/worker.log (its flow runs' output included; `_log_tail` shows it on failure)."""
     env = {**server["env"], "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "1"}
-    log = open(Path(cwd) / "worker.log", "ab")
-    return subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "tsatlas"], cwd=cwd, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(Path(cwd) / "worker.log", "ab") as log:  # the worker keeps its own copy of the descriptor
+        return subprocess.Popen([str(BIN / "prefect"), "worker", "start", "--pool", "tsatlas"], cwd=cwd, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _stop_worker(worker: subprocess.Popen) -> None:
@@ -247,15 +247,7 @@ def _log_tail(cwd, lines: int = 60) -> str:
 
 def _flow_run_pids(run_ids: set[str]) -> list[int]:
     """Processes executing any of these flow runs (the worker passes PREFECT__FLOW_RUN_ID)."""
-    pids = []
-    for d in Path("/proc").iterdir():
-        try:
-            env = (d / "environ").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            continue
-        if any(e.startswith(b"PREFECT__FLOW_RUN_ID=") and e.split(b"=", 1)[1].decode() in run_ids for e in env):
-            pids.append(int(d.name))
-    return pids
+    return pids_with_env("PREFECT__FLOW_RUN_ID", run_ids)
 
 
 SMALL = {**TINY, "windows": {"length": 16, "stride": 4}}  # a day of hourly data: 3 windows per series

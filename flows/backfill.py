@@ -17,10 +17,10 @@ from prefect.deployments import run_deployment
 from tasks.common import open_store
 from tsatlas import catalog
 from tsatlas.config import (ClusterConfig, Concurrency, DateText, DeploymentName, Every, GenerateConfig, IngestConfig,
-                            PipelineConfig, Seed, TrainConfig, WindowsConfig)
+                            PartitionCount, PipelineConfig, Seed, TrainConfig, WindowsConfig)
 from tsatlas.errors import TsatlasError
 from tsatlas.ingest import BUNDLED_DATA, resolve_data
-from tsatlas.partitions import partition_name, partitions, record_key
+from tsatlas.partitions import partition_bounds, partition_name, record_key
 
 POLL_SECONDS = 2.0
 MAX_ATTEMPTS = 50  # new runs per partition, across re-runs of a backfill, after failed ones
@@ -29,8 +29,8 @@ MAX_ATTEMPTS = 50  # new runs per partition, across re-runs of a backfill, after
 @task(name="partition", retries=0, persist_result=False)
 def run_partition(data: str, p: tuple[str, str], config: PipelineConfig, root: str,
                   credentials: str | None = None) -> dict[str, Any]:
-    """The atlas flow for one partition unless it is recorded as done; never raises, so one
-    failed partition does not stop the others."""
+    """The atlas flow for partition p (`config` reads only p) unless it is recorded as done; never
+    raises, so one failed partition does not stop the others."""
     # Imported here, not at the top: a Dask worker gets this function pickled by value, with only
     # the globals its body uses, and the atlas flow's annotations need its own module's globals.
     from flows.pipeline import atlas
@@ -42,7 +42,7 @@ def run_partition(data: str, p: tuple[str, str], config: PipelineConfig, root: s
     if (done := catalog.partition_record(store, key)) is not None:
         return {**row, **done, "state": "skipped (done before)"}
     try:
-        m = atlas(data=data, root=root, credentials=credentials, **_for_partition(config, p).sections())
+        m = atlas(data=data, root=root, credentials=credentials, **config.sections())
     except Exception as e:  # reported in the table; the flow fails at the end
         return {**row, "state": "failed", "error": str(e).splitlines()[0][:300]}
     done = {"run_id": m["run_id"], "manifest": m["manifest_uri"]}
@@ -50,16 +50,15 @@ def run_partition(data: str, p: tuple[str, str], config: PipelineConfig, root: s
     return {**row, **done, "state": "completed"}
 
 
-def _for_partition(config: PipelineConfig, p: tuple[str, str]) -> PipelineConfig:
-    """`config` reading only partition p: ingest.start/end set to its bounds."""
-    return config.model_copy(update={"ingest": config.ingest.model_copy(update={"start": p[0], "end": p[1]})})
+def _for_partition(config: PipelineConfig, p: tuple[str, str], every: str) -> PipelineConfig:
+    """`config` reading only partition p (`every` long): ingest.start and span set to it."""
+    ingest = IngestConfig(**{**config.ingest.model_dump(), "start": p[0], "span": every, "end": None})
+    return config.model_copy(update={"ingest": ingest})
 
 
-def _partition_params(data: str, p: tuple[str, str], config: PipelineConfig, root: str,
-                      credentials: str | None) -> dict[str, Any]:
-    """The atlas deployment's parameters for partition p (its sections and seed, as JSON)."""
-    return {"data": data, "root": root, "credentials": credentials, "partition": None,
-            **_for_partition(config, p).model_dump(mode="json")}
+def _partition_params(data: str, config: PipelineConfig, root: str, credentials: str | None) -> dict[str, Any]:
+    """The atlas deployment's parameters for a partition's config (its sections and seed, as JSON)."""
+    return {"data": data, "root": root, "credentials": credentials, "partition": None, **config.model_dump(mode="json")}
 
 
 def _start_run(deployment: str, p: tuple[str, str], params: dict[str, Any], key: str) -> FlowRun:
@@ -73,20 +72,20 @@ def _start_run(deployment: str, p: tuple[str, str], params: dict[str, Any], key:
     raise TsatlasError(f"backfill: partition {partition_name(p)} failed {MAX_ATTEMPTS} times; see its flow runs")
 
 
-def _as_deployment_runs(deployment: str, data: str, parts: list[tuple[str, str]], config: PipelineConfig,
+def _as_deployment_runs(deployment: str, data: str, parts: list[tuple[tuple[str, str], PipelineConfig]],
                         root: str, credentials: str | None) -> list[dict[str, Any]]:
     """One flow run of `deployment` per partition not recorded as done, all created at once (the
     deployment's concurrency limit decides how many run together), then waited for."""
     store = open_store(root, credentials)
     rows: list[dict[str, Any]] = []
     waiting: dict[Any, tuple[dict[str, Any], str]] = {}
-    for p in parts:
+    for p, config in parts:
         key = record_key(config, data, p)
         row = {"partition": partition_name(p), "start": p[0], "end": p[1]}
         if (done := catalog.partition_record(store, key)) is not None:
             rows.append({**row, **done, "state": "skipped (done before)"})
             continue
-        run = _start_run(deployment, p, _partition_params(data, p, config, root, credentials), key)
+        run = _start_run(deployment, p, _partition_params(data, config, root, credentials), key)
         row.update(flow_run=run.name, flow_run_id=str(run.id), worker=f"{deployment} run {run.name}")
         rows.append(row)
         waiting[run.id] = (row, key)
@@ -112,7 +111,7 @@ def _as_deployment_runs(deployment: str, data: str, parts: list[tuple[str, str]]
 @flow(name="backfill")
 def backfill(
     start: DateText,
-    end: DateText,
+    partitions: PartitionCount,
     every: Every = "1d",
     data: str = BUNDLED_DATA,
     root: str = "./artifacts",
@@ -126,17 +125,18 @@ def backfill(
     deployment: DeploymentName | None = None,
     credentials: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the atlas flow once per partition [a, b) of [start, end), `every` long. Partitions
+    """Run the atlas flow once per partition [a, b), `every` long, `partitions` of them from `start`. Partitions
     already done with the same data and config are skipped, so after a failure a re-run
     finishes only what is missing.
 
     Args:
         start: start of the first partition, a date or time such as 2024-01-01 or 2024-01-01T06:00Z.
-        end: end of the last partition (exclusive), after start.
+        partitions: how many partitions (the last one ends at start + partitions x every); a start and
+            a count rather than an end, so that the API can refuse a bad range before a run exists.
         every: partition length: a positive number and a unit (s, min, h, d, w), e.g. 1d, 6h, 30d.
         data: CSV or Parquet file (path or fsspec URL) holding every partition.
         root: artifact store root (local folder or fsspec URL such as s3://bucket/prefix).
-        ingest: how to read the input table (start and end are set per partition).
+        ingest: how to read the input table (start and span are set per partition).
         windows: how series are cut into windows and scaled.
         train: the recurrent autoencoder and its training.
         cluster: K-means over the embeddings.
@@ -155,17 +155,17 @@ def backfill(
     """
     data = resolve_data(data)
     config = PipelineConfig(ingest=ingest, windows=windows, train=train, cluster=cluster, generate=generate, seed=seed)
-    parts = partitions(start, end, every)
+    parts = [(p, _for_partition(config, p, every)) for p in partition_bounds(start, partitions, every)]
     if deployment:
-        rows = _as_deployment_runs(deployment, data, parts, config, root, credentials)
+        rows = _as_deployment_runs(deployment, data, parts, root, credentials)
     else:
         rows = []
         for i in range(0, len(parts), max_concurrency):  # bounded: one wave of submissions at a time
-            wave = [run_partition.submit(data, p, config, root, credentials) for p in parts[i:i + max_concurrency]]
+            wave = [run_partition.submit(data, p, cfg, root, credentials) for p, cfg in parts[i:i + max_concurrency]]
             rows += [f.result() for f in wave]
     create_table_artifact([{k: r.get(k, "") for k in ("partition", "state", "run_id", "manifest", "worker", "error")}
                            for r in rows],
-                          key="tsatlas-backfill", description=f"backfill {start} .. {end} every {every}")
+                          key="tsatlas-backfill", description=f"backfill {start} .. {parts[-1][0][1]} every {every}")
     failed = [r for r in rows if r["state"] == "failed"]
     if failed:
         raise TsatlasError(f"backfill: {len(failed)} of {len(rows)} partitions failed, first {failed[0]['partition']}: "

@@ -36,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-v", "--verbose", action="store_true", help="show Prefect's logs and full tracebacks")
     bf = sub.add_parser("backfill", help="run the atlas flow over past partitions [start, end)")
     bf.add_argument("--start", required=True, help="first partition's start, e.g. 1990-01-01")
-    bf.add_argument("--end", required=True, help="end of the last partition (exclusive)")
+    span = bf.add_mutually_exclusive_group(required=True)
+    span.add_argument("--end", help="end of the last partition (exclusive): a whole number of --every after --start")
+    span.add_argument("--partitions", type=int, help="how many partitions, instead of --end")
     bf.add_argument("--every", default="1d", help="partition length, e.g. 1d, 6h, 30d (default 1d)")
     bf.add_argument("--max-concurrency", type=int, default=2, help="partitions run at once (default 2)")
     bf.add_argument("--runner", choices=["threads", "dask"], default="threads",
@@ -180,9 +182,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_backfill(args: argparse.Namespace) -> int:
     from tsatlas.ingest import BUNDLED_DATA, fingerprint, resolve_data
     from tsatlas.config import load_config
+    from tsatlas.partitions import count_between, partition_bounds
     from tsatlas.storage import Store, hide_secret, reveal
 
     cfg = load_config(args.config, args.sets, args.seed)
+    count = args.partitions if args.end is None else count_between(args.start, args.end, args.every)
+    partition_bounds(args.start, count, args.every)  # a bad start, every or count stops here, before a run
     data = hide_secret(resolve_data(args.data or BUNDLED_DATA))
     fingerprint(reveal(data))
     Store(args.root).ensure_writable()
@@ -195,7 +200,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     if not args.verbose:
         _quiet_prefect()
     _stage_lines()
-    rows = backfill(start=args.start, end=args.end, every=args.every, data=data, root=args.root,
+    rows = backfill(start=args.start, partitions=count, every=args.every, data=data, root=args.root,
                     max_concurrency=args.max_concurrency, **cfg.sections())
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -50,7 +50,7 @@ def atlas(
         seed: seed for every random step.
         partition: for scheduled runs: process only the partition this long (e.g. 1d) that ends where
             the run's scheduled start falls (a run scheduled for 2024-05-02 02:00 UTC reads
-            [2024-05-01, 2024-05-02)); sets ingest.start/end. Default: the whole table.
+            [2024-05-01, 2024-05-02)); sets ingest.start/span. Default: the whole table.
         credentials: name of a Prefect AwsCredentials block for s3:// data and root; default:
             the AWS_* environment variables or profile.
 
@@ -59,9 +59,9 @@ def atlas(
     """
     run_id = new_run_id()
     if partition:
-        start, end = scheduled_partition(flow_run.scheduled_start_time, partition)
-        ingest = ingest.model_copy(update={"start": start, "end": end})
-    data = resolve_data(fill_data_path(data, ingest.start, ingest.end))
+        start, _ = scheduled_partition(flow_run.scheduled_start_time, partition)
+        ingest = ingest.model_copy(update={"start": start, "span": partition, "end": None})
+    data = resolve_data(fill_data_path(data, ingest.start, ingest.stop))
     at = dict(root=root, credentials=credentials)
     ing = ingest_task(data, cfg=ingest, **at)
     win = windows_task(ing, cfg=windows, **at)

@@ -25,7 +25,7 @@ def score_task(data: str, model: str, root: str, credentials: str | None = None,
     store = open_store(root, credentials)
     manifest = catalog.read_manifest(store, model)
     cfg, ref = manifest["config"], lambda s: catalog.stage_ref(manifest, s)
-    ing = ingest_table(reveal(data), IngestConfig(**{**cfg["ingest"], "start": None, "end": None}), block_options(credentials))
+    ing = ingest_table(reveal(data), IngestConfig(**{**cfg["ingest"], "start": None, "span": None, "end": None}), block_options(credentials))
     trained = manifest["summary"]["ingest"]["channels"]
     if ing.channels != trained:
         raise InputError(f"{data}: channels {ing.channels} differ from the trained model's {trained}")

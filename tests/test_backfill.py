@@ -8,18 +8,30 @@ import pytest
 
 from conftest import SETS, make_long
 from flows.cli import main
-from tsatlas.partitions import partition_name, partitions
+from tsatlas.partitions import count_between, partition_bounds, partition_name
 from tsatlas.errors import ConfigError
 
 
 
-def test_partitions_cover_the_range_exactly():
-    assert partitions("2024-01-01", "2024-01-06", "2d") == [
+def test_partitions_are_a_start_and_a_count_and_the_clis_end_must_fit_them():
+    assert partition_bounds("2024-01-01", 3, "2d") == [
         ("2024-01-01T00:00:00", "2024-01-03T00:00:00"), ("2024-01-03T00:00:00", "2024-01-05T00:00:00"),
-        ("2024-01-05T00:00:00", "2024-01-06T00:00:00")]
+        ("2024-01-05T00:00:00", "2024-01-07T00:00:00")]
     assert partition_name(("2024-01-01T00:00:00", "2024-01-03T00:00:00")) == "20240101T000000--20240103T000000"
+    assert count_between("2024-01-01", "2024-01-07", "2d") == 3
+    with pytest.raises(ConfigError, match="must be before"):
+        count_between("2024-01-05", "2024-01-01", "1d")
+    with pytest.raises(ConfigError, match=r"not a whole number of 2d partitions \(2.50\)"):
+        count_between("2024-01-01", "2024-01-06", "2d")
     with pytest.raises(ConfigError):
-        partitions("2024-01-05", "2024-01-01", "1d")
+        partition_bounds("2024-01-01", 0, "1d")
+
+
+def test_a_backfill_with_a_bad_range_stops_before_any_run(tmp_path, capsys):
+    args = ["backfill", "--start", "2024-01-05", "--end", "2024-01-01", "--root", str(tmp_path / "art")]
+    assert main(args) == 2
+    assert "must be before --end" in capsys.readouterr().err
+    assert not (tmp_path / "art").exists()
 
 
 def test_backfill_skips_done_and_finishes_what_is_missing(prefect_harness, tmp_path, capsys):
@@ -38,7 +50,7 @@ def test_backfill_skips_done_and_finishes_what_is_missing(prefect_harness, tmp_p
     rows = json.loads(capsys.readouterr().out)
     assert [r["state"] for r in rows] == ["skipped (done before)", "skipped (done before)", "completed"]
     m = json.load(open(rows[2]["manifest"]))
-    assert m["config"]["ingest"]["start"] == "2024-01-05T00:00:00"
+    assert m["config"]["ingest"]["start"] == "2024-01-05T00:00:00" and m["config"]["ingest"]["span"] == "2d"
     assert m["summary"]["ingest"]["rows_in"] == 48 * 6   # only the partition's rows were read
 
     assert main(args) == 0  # nothing left to do

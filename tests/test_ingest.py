@@ -135,7 +135,7 @@ def test_streaming_skips_row_groups_outside_the_range_and_names_rows_of_later_ba
     df = make_long(n_series=2, steps=96)
     path = tmp_path / "d.parquet"
     df.to_parquet(path, index=False, row_group_size=24)
-    (_, info), out = _streamed(str(path), IngestConfig(start="2024-01-02", end="2024-01-03"), tmp_path, monkeypatch)
+    (_, info), out = _streamed(str(path), IngestConfig(start="2024-01-02", span="1d"), tmp_path, monkeypatch)
     assert info["rows_in"] == 48 and out["timestamp"].min() == pd.Timestamp("2024-01-02", tz="UTC")
 
     df["ch0"] = df["ch0"].astype(str)

@@ -200,14 +200,23 @@ def test_the_api_refuses_bad_flow_parameters_before_a_run_exists(server):
     for dep in (atlas, bf, sc):  # every parameter of every flow is described
         props = dep["parameter_openapi_schema"]["properties"]
         assert all(p.get("description") for p in props.values()), dep["name"]
-    base = {"start": "2024-01-01", "end": "2024-02-01"}
+    base = {"start": "2024-01-01", "partitions": 31}
     cases = [(atlas, {"seed": -1}), (atlas, {"ingest": {"start": "not-a-date"}}), (atlas, {"ingest": {"freq": "banana"}}),
              (bf, {**base, "every": "-5d"}), (bf, {**base, "max_concurrency": 0}), (bf, {**base, "max_concurrency": -1}),
-             (bf, {"start": "not-a-date", "end": "2024-02-01"}), (bf, {**base, "deployment": "atlas"}),
-             (atlas, {"partition": "yesterday"}), (sc, {"data": "x.csv", "device": "tpu"})]
+             (bf, {"start": "not-a-date", "partitions": 3}), (bf, {**base, "deployment": "atlas"}),
+             (bf, {**base, "partitions": 0}), (bf, {"start": "2024-01-01"}),
+             (atlas, {"partition": "yesterday"}), (sc, {"data": "x.csv", "device": "tpu"}),
+             # rules between two keys, in the schema too
+             (atlas, {"cluster": {"k_min": 5, "k_max": 3}}), (bf, {**base, "cluster": {"k_min": 12}}),
+             (atlas, {"ingest": {"start": "2024-02-01", "end": "2024-01-01"}}), (atlas, {"ingest": {"span": "1d"}}),
+             (atlas, {"ingest": {"start": "2024-02-01", "span": "24"}}), (atlas, {"ingest": {"start": "100", "span": "1d"}})]
     for dep, params in cases:
         status, body = _api(f"{api}/deployments/{dep['id']}/create_flow_run", {"parameters": params})
         assert status == 409, (dep["name"], params, status, body)
+    from prefect.utilities.schema_tools.validation import validate  # what the server runs, on the stored schema
+    for dep, params in [(atlas, {"cluster": {"k_min": 5, "k_max": 5}}), (atlas, {"ingest": {"start": "100", "span": "50"}}),
+                        (atlas, {"ingest": {"start": "2024-01-01", "span": "7d"}}), (atlas, {"ingest": {"end": "2024-01-01"}})]:
+        assert not validate({**dep["parameters"], **params}, dep["parameter_openapi_schema"]), params  # good ones pass
 
 
 def _wait_final(api: str, run_id: str, timeout: float = 300, cwd=None) -> dict:
@@ -293,7 +302,7 @@ def test_the_nightly_run_reads_the_partition_of_its_scheduled_date(server, tmp_p
     manifests = list(root.glob("runs/*/manifest.json"))
     assert len(manifests) == 1, (manifests, out[-3000:])
     m = json.loads(manifests[0].read_text())
-    assert m["config"]["ingest"]["start"] == "2024-01-02T00:00:00" and m["config"]["ingest"]["end"] == "2024-01-03T00:00:00"
+    assert m["config"]["ingest"]["start"] == "2024-01-02T00:00:00" and m["config"]["ingest"]["span"] == "1d"
     assert m["data"].endswith("incoming/2024-01-02.csv") and m["summary"]["ingest"]["rows_in"] == len(day)
 
 
@@ -304,7 +313,7 @@ def test_backfill_partitions_are_runs_of_the_atlas_deployment(server, tmp_path):
     data = tmp_path / "events.parquet"
     make_long(steps=72).to_parquet(data, index=False)
     root = tmp_path / "art"
-    params = {"start": "2024-01-01", "end": "2024-01-03", "every": "1d", "data": str(data), "root": str(root), **SMALL}
+    params = {"start": "2024-01-01", "partitions": 2, "every": "1d", "data": str(data), "root": str(root), **SMALL}
     worker = _worker(server, tmp_path)
     try:
         runs = []
@@ -361,7 +370,7 @@ def test_a_killed_backfill_is_marked_crashed(server, tmp_path):
     data = tmp_path / "events.parquet"
     make_long(steps=48).to_parquet(data, index=False)
     slow = {**SMALL, "train": {**SMALL["train"], "epochs": 10000, "patience": 1000}}  # runs until killed
-    params = {"start": "2024-01-01", "end": "2024-01-02", "every": "1d", "data": str(data), "root": str(tmp_path / "a"),
+    params = {"start": "2024-01-01", "partitions": 1, "every": "1d", "data": str(data), "root": str(tmp_path / "a"),
               **slow}
     status, parent = _api(f"{api}/deployments/{backfill['id']}/create_flow_run", {"parameters": params})
     assert status == 201, parent

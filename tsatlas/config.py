@@ -7,6 +7,7 @@ The section and key names are a public contract (the Prefect UI form, YAML files
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
 import pandas as pd
@@ -18,18 +19,22 @@ from tsatlas.errors import ConfigError
 
 _DATE = r"\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d+)?)?)?)?(Z|[+-]\d{2}:?\d{2})?"
 _BOUND = rf"^([+-]?\d+|{_DATE})$"  # a date or time, or an integer step
+_SPAN = r"^[1-9]\d*(s|min|h|d|D|w)?$"  # a duration, or a number of steps for an integer start
+_DURATION = r"^[1-9]\d*(s|min|h|d|D|w)$"
 _FREQ = r"^(\d+|(\d+(\.\d+)?\s*(ns|us|ms|s|sec|min|T|h|H|d|D|w|W)\s*)+)$"
 
 _FORMS = {"freq": "a positive time step such as '1h', '15min', '1D', or '1' for integer steps",
           "start": "a date or time such as 2024-01-31 or 2024-01-31T12:00Z, nor an integer step",
-          "end": "a date or time such as 2024-01-31 or 2024-01-31T12:00Z, nor an integer step"}
+          "end": "a date or time such as 2024-01-31 or 2024-01-31T12:00Z, nor an integer step",
+          "span": "a positive duration such as 1d, 6h or 30d (a date start), or a positive number of steps (an integer start)"}
 
 # Flow parameters outside the sections, typed so that the API refuses bad values before a run exists.
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 DateText = Annotated[str, Field(pattern=rf"^{_DATE}$")]
-Every = Annotated[str, Field(pattern=r"^[1-9]\d*(s|min|h|d|D|w)$")]
+Every = Annotated[str, Field(pattern=_DURATION)]
 DeploymentName = Annotated[str, Field(pattern=r"^[^/\s]+/[^/\s]+$")]  # flow name / deployment name
 Concurrency = Annotated[int, Field(ge=1, le=256)]
+PartitionCount = Annotated[int, Field(ge=1, le=100_000)]
 Device = Literal["auto", "cpu", "cuda"]
 
 
@@ -39,6 +44,8 @@ class _Section(BaseModel):
 
 class IngestConfig(_Section):
     """How to read the input table."""
+
+    model_config = ConfigDict(json_schema_extra=lambda s: _ingest_schema(s))
 
     time_column: str = Field("timestamp", description="Time column: timestamps or integer steps. Missing: row order is used.")
     id_column: str = Field("series_id", description="Series id column of a long table. Absent from the file: the table is read as wide.")
@@ -54,10 +61,13 @@ class IngestConfig(_Section):
     max_gap: int = Field(3, ge=0, le=10_000, description="Longest run of missing steps that is filled by interpolation.")
     start: str | None = Field(None, pattern=_BOUND, description="Only rows at or after this time (inclusive): a date "
                               "or time such as 2024-01-31 or 2024-01-31T12:00Z, or an integer step.")
-    end: str | None = Field(None, pattern=_BOUND, description="Only rows before this time (exclusive).")
+    span: str | None = Field(None, pattern=_SPAN, description="With start: only rows before start + span, a duration "
+                             "such as 1d, 6h or 30d (an integer start: a number of steps).")
+    end: str | None = Field(None, pattern=_BOUND, description="Without start: only rows before this time (exclusive). "
+                            "With start, give span instead.")
 
 
-    @field_validator("freq", "start", "end", mode="before")
+    @field_validator("freq", "start", "end", "span", mode="before")
     @classmethod
     def _as_text(cls, v: Any) -> Any:
         """YAML and --set read 2024-01-31 as a date and 1 as an int: both mean the text."""
@@ -92,17 +102,47 @@ class IngestConfig(_Section):
 
     @model_validator(mode="after")
     def _range(self) -> IngestConfig:
+        # The same rules as _ingest_schema's, so that the API and the CLI refuse the same input.
         if self.start is not None and self.end is not None:
-            a, b = (int(x) if x.strip().lstrip("+-").isdigit() else pd.Timestamp(x) for x in (self.start, self.end))
-            if type(a) is type(b) and not _tz_naive_lt(a, b):
-                raise ValueError(f"start ({self.start}) must be before end ({self.end})")
+            raise ValueError(f"give start and span (e.g. span=30d), not start ({self.start}) and end ({self.end})")
+        if self.span is not None:
+            if self.start is None:
+                raise ValueError(f"span ({self.span}) needs a start")
+            if _is_step(self.start) != _is_step(self.span):
+                raise ValueError(f"span ({self.span}) must be {'a number of steps' if _is_step(self.start) else 'a duration such as 1d'}"
+                                 f" for start {self.start}")
         return self
 
+    @property
+    def stop(self) -> str | None:
+        """The exclusive end of the rows read: end, or start + span."""
+        if self.span is None:
+            return self.end
+        if _is_step(self.start):
+            return str(int(self.start) + int(self.span))
+        return (pd.Timestamp(self.start) + duration(self.span)).isoformat()
 
-def _tz_naive_lt(a: Any, b: Any) -> bool:
-    if isinstance(a, pd.Timestamp):
-        a, b = (x.tz_convert("UTC").tz_localize(None) if x.tz is not None else x for x in (a, b))
-    return a < b
+
+def _is_step(v: str) -> bool:
+    return v.strip().lstrip("+-").isdigit()
+
+
+def duration(text: str) -> pd.Timedelta:
+    """'1d', '6h', '30min', '2w' as a Timedelta."""
+    return pd.Timedelta(re.sub(r"(?<=\d)d$", "D", text))
+
+
+def _ingest_schema(schema: dict[str, Any]) -> None:
+    """The cross-field rules of IngestConfig in JSON Schema, which Prefect's API checks before a run exists:
+    no end with a start, span only with a start, and a span of the start's kind."""
+    given = lambda key, **kw: {"properties": {key: {"type": "string", **kw}}, "required": [key]}  # noqa: E731
+    span_is = lambda pattern: {"properties": {"span": {"anyOf": [{"type": "null"}, {"type": "string", "pattern": pattern}]}}}  # noqa: E731
+    schema["allOf"] = [
+        {"if": given("start"), "then": {"properties": {"end": {"type": "null"}}}},
+        {"if": given("span"), "then": given("start")},
+        {"if": given("start", pattern=r"^[+-]?\d+$"), "then": span_is(r"^[1-9]\d*$")},
+        {"if": given("start", pattern=rf"^{_DATE}$"), "then": span_is(_DURATION)},
+    ]
 
 
 class WindowsConfig(_Section):
@@ -167,13 +207,27 @@ class TrainConfig(_Section):
         "processes with gloo). batch_size is per process.")
 
 
+K_AUTO_MAX = 100  # the largest k that k=auto may try
+
+
+def _cluster_schema(schema: dict[str, Any]) -> None:
+    """k_min <= k_max in JSON Schema, which Prefect's API checks before a run exists: no keyword compares
+    two fields, so one clause per k_min value (k_max required where its default, 8, is too small)."""
+    default = ClusterConfig.model_fields["k_max"].default
+    schema["allOf"] = [{"if": {"properties": {"k_min": {"const": v}}, "required": ["k_min"]},
+                        "then": {"properties": {"k_max": {"minimum": v}}, **({"required": ["k_max"]} if v > default else {})}}
+                       for v in range(3, K_AUTO_MAX + 1)]
+
+
 class ClusterConfig(_Section):
     """K-means over the standardised embeddings."""
 
+    model_config = ConfigDict(json_schema_extra=lambda s: _cluster_schema(s))
+
     k: Annotated[int, Field(ge=2, le=10_000)] | Literal["auto"] = Field(
         "auto", description="Number of clusters (at least 2), or 'auto' to choose by silhouette.")
-    k_min: int = Field(2, ge=2, le=1000, description="Smallest k tried when k is auto.")
-    k_max: int = Field(8, ge=2, le=1000, description="Largest k tried when k is auto.")
+    k_min: int = Field(2, ge=2, le=K_AUTO_MAX, description="Smallest k tried when k is auto.")
+    k_max: int = Field(8, ge=2, le=K_AUTO_MAX, description="Largest k tried when k is auto (at least k_min).")
     sample: int = Field(5000, ge=100, description="Windows sampled to score silhouette.")
 
     @model_validator(mode="after")

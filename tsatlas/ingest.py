@@ -79,7 +79,7 @@ def fingerprint(uri: str, storage_options: dict[str, Any] | None = None) -> dict
 
 def _time_filters(schema: pa.Schema, cfg: IngestConfig | None) -> list[tuple] | None:
     """Parquet predicates for start <= time < end, typed like the file's time column."""
-    if cfg is None or (cfg.start is None and cfg.end is None) or cfg.time_column not in schema.names:
+    if cfg is None or (cfg.start is None and cfg.stop is None) or cfg.time_column not in schema.names:
         return None
     typ = schema.field(cfg.time_column).type
     if pa.types.is_timestamp(typ):
@@ -92,8 +92,8 @@ def _time_filters(schema: pa.Schema, cfg: IngestConfig | None) -> list[tuple] | 
     out = []
     if cfg.start is not None:
         out.append((cfg.time_column, ">=", conv(cfg.start)))
-    if cfg.end is not None:
-        out.append((cfg.time_column, "<", conv(cfg.end)))
+    if cfg.stop is not None:
+        out.append((cfg.time_column, "<", conv(cfg.stop)))
     return out
 
 
@@ -410,15 +410,15 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
 
 def clip_range(df: pd.DataFrame, cfg: IngestConfig) -> pd.DataFrame:
     """Keep rows with start <= timestamp < end (the partition of a backfill run)."""
-    if cfg.start is None and cfg.end is None:
+    if cfg.start is None and cfg.stop is None:
         return df
     t = df["timestamp"]
     conv = (lambda v: pd.Timestamp(v, tz="UTC") if pd.Timestamp(v).tz is None else pd.Timestamp(v)) if pd.api.types.is_datetime64_any_dtype(t) else int
     keep = np.ones(len(df), dtype=bool)
     if cfg.start is not None:
         keep &= (t >= conv(cfg.start)).to_numpy()
-    if cfg.end is not None:
-        keep &= (t < conv(cfg.end)).to_numpy()
+    if cfg.stop is not None:
+        keep &= (t < conv(cfg.stop)).to_numpy()
     return df.loc[keep].reset_index(drop=True)
 
 
@@ -436,7 +436,7 @@ def ingest_table(uri: str, cfg: IngestConfig, storage_options: dict[str, Any] | 
     long, channels, how = to_long(raw, cfg, uri)
     long = clip_range(long, cfg)
     if long.empty:
-        raise InputError(f"{uri}: no rows in the range start={cfg.start} end={cfg.end}")
+        raise InputError(f"{uri}: no rows in the range start={cfg.start} end={cfg.stop}")
     frame, info = regularise(long, channels, cfg, uri, wide=how["layout"] == "wide")
     info.update(rows_in=len(raw), **how)
     return Ingested(frame, channels, info)
@@ -526,9 +526,9 @@ def _stream(uri: str, cfg: IngestConfig, opts: dict[str, Any] | None, out_path: 
             log.info("ingest: %s: series are not contiguous, reading the whole file instead of streaming", uri)
             return None
     if writer is None:
-        if cfg.start is None and cfg.end is None:
+        if cfg.start is None and cfg.stop is None:
             raise InputError(f"{uri}: no data rows")
-        raise InputError(f"{uri}: no rows in the range start={cfg.start} end={cfg.end}")
+        raise InputError(f"{uri}: no rows in the range start={cfg.start} end={cfg.stop}")
     writer.close()
     info.update(channels=channels, step_value=step, **how)
     return channels, info

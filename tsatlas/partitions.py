@@ -1,4 +1,4 @@
-"""Partitions of a backfill: [start, end) cut into intervals, and where a finished one is recorded."""
+"""Partitions of a backfill: intervals of one length from a start, and where a finished one is recorded."""
 
 from __future__ import annotations
 
@@ -6,28 +6,36 @@ import re
 
 import pandas as pd
 
-from tsatlas.config import PipelineConfig
+from tsatlas.config import PipelineConfig, duration
 from tsatlas.errors import ConfigError
 from tsatlas.storage import check_key, digest
 
 
-def _step(every: str) -> pd.Timedelta:
-    return pd.Timedelta(re.sub(r"(?<=\d)d$", "D", every))
-
-
-def partitions(start: str, end: str, every: str) -> list[tuple[str, str]]:
-    """[start, end) cut into consecutive [a, b) intervals of length `every` (a pandas offset
-    such as '1d', '6h', '7d'); the last one ends at `end`."""
+def partition_bounds(start: str, count: int, every: str) -> list[tuple[str, str]]:
+    """`count` consecutive [a, b) intervals of length `every` (e.g. '1d', '6h', '7d') from `start`."""
     try:
-        a, b, step = pd.Timestamp(start), pd.Timestamp(end), _step(every)
+        a, step = pd.Timestamp(start), duration(every)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"backfill: bad start or every ({e})") from None
+    if step <= pd.Timedelta(0) or count < 1:
+        raise ConfigError(f"backfill: need a positive step and at least one partition (got {count} every {every})")
+    edges = [a + i * step for i in range(count + 1)]
+    return [(x.isoformat(), y.isoformat()) for x, y in zip(edges[:-1], edges[1:])]
+
+
+def count_between(start: str, end: str, every: str) -> int:
+    """How many `every`-long partitions make [start, end): the CLI's --end as the flow's partition count."""
+    try:
+        a, b, step = pd.Timestamp(start), pd.Timestamp(end), duration(every)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"backfill: bad --start/--end/--every ({e})") from None
-    if step <= pd.Timedelta(0) or b <= a:
-        raise ConfigError(f"backfill: need start < end and a positive step (got {start} .. {end} every {every})")
-    edges = list(pd.date_range(a, b, freq=step))
-    if edges[-1] < b:
-        edges.append(b)
-    return [(x.isoformat(), y.isoformat()) for x, y in zip(edges[:-1], edges[1:])]
+    if b <= a:
+        raise ConfigError(f"backfill: --start ({start}) must be before --end ({end})")
+    n, rest = divmod(b - a, step)
+    if rest:
+        raise ConfigError(f"backfill: {start} .. {end} is not a whole number of {every} partitions "
+                          f"({(b - a) / step:.2f}); move --end or give --partitions")
+    return int(n)
 
 
 def partition_name(p: tuple[str, str]) -> str:
@@ -38,10 +46,10 @@ def partition_name(p: tuple[str, str]) -> str:
 
 def record_key(config: PipelineConfig, data: str, p: tuple[str, str]) -> str:
     """Where a finished partition is recorded; the key holds the data and every config section
-    except the partition's own start/end, so another config backfills afresh."""
+    except the partition's own start/span/end, so another config backfills afresh."""
     cfg = config.model_dump(mode="json")
-    cfg["ingest"].pop("start")
-    cfg["ingest"].pop("end")
+    for key in ("start", "span", "end"):
+        cfg["ingest"].pop(key)
     return check_key(f"partitions/{digest(data, cfg)}/{partition_name(p)}.json")
 
 
@@ -49,7 +57,7 @@ def scheduled_partition(at: object, every: str) -> tuple[str, str]:
     """The `every`-long partition that ends where `at` (a scheduled start time) falls, aligned to
     `every` since 1970-01-01 UTC: a run scheduled for 2024-05-02 02:00 UTC with every=1d gets
     [2024-05-01, 2024-05-02). Naive UTC ISO times, as backfill partitions are."""
-    step = _step(every)
+    step = duration(every)
     t = pd.Timestamp(at)
     t = (t.tz_convert("UTC") if t.tzinfo else t.tz_localize("UTC")).tz_localize(None)
     end = t.floor(step)
@@ -63,6 +71,6 @@ def fill_data_path(data: str, start: str | None, end: str | None) -> str:
         return data
     if not start or not end:
         raise ConfigError(f"data {data!r} names {{start}}/{{end}}, but this run has no partition "
-                          "(set partition, or ingest.start and ingest.end)")
+                          "(set partition, or ingest.start and ingest.span)")
     return data.replace("{start}", pd.Timestamp(start).strftime("%Y-%m-%d")).replace(
         "{end}", pd.Timestamp(end).strftime("%Y-%m-%d"))

@@ -129,9 +129,10 @@ def test_post_hoc_metrics_on_long_windows_run_the_bounded_plan(monkeypatch):
     from tsatlas.config import GenerateConfig
 
     plan = gen.eval_plan(5000, 427, GenerateConfig())
-    assert plan == {"windows": 2000, "patch": 18, "recurrent_steps": 24, "iterations": 500, "repeats": 1}
+    assert plan == {"windows": 2000, "patch": 18, "recurrent_steps": 24, "iterations": 500, "repeats": 1,
+                    "early_stopping": {"check_every": 25, "patience": 4, "min_iterations": 300}}
     small = gen.eval_plan(300, 24, GenerateConfig())
-    assert small["patch"] == 1 and small["iterations"] == 94  # TimeGAN's length as it is; 20 passes over 2 x 300
+    assert small["patch"] == 1 and small["iterations"] == 500  # TimeGAN's length as it is
 
     seen = []
     monkeypatch.setattr(gen, "repeated", lambda fn, r, s, **kw: seen.append((fn.__name__, r.shape, s.shape)) or
@@ -158,3 +159,39 @@ def test_the_strict_discriminator_is_at_least_as_sharp_on_an_easy_case():
     real = np.sin(np.linspace(0, 6, 24))[None, :, None] + 0.1 * rng.standard_normal((200, 24, 1))
     fake = 0.1 * rng.standard_normal((200, 24, 1))
     assert discriminative_score(real, fake, iterations=200, strict=True) >= 0.4
+
+
+def test_the_default_evaluation_budget_trains_the_classifier_enough_to_see_over_smooth_samples():
+    """The classic autoencoder failure: samples that are the real windows without their noise. The
+    post-hoc classifier must tell them apart within the default plan's iterations (an under-trained
+    one scored such samples near 0, flattering the generator), and not tell real from real."""
+    from tsatlas.config import GenerateConfig
+    from tsatlas.generation import eval_plan
+
+    rng = np.random.default_rng(0)
+    t = np.arange(24)
+    clean = np.sin(2 * np.pi * (t / rng.uniform(8, 24, (1000, 1)) + rng.uniform(0, 1, (1000, 1))))[..., None]
+    real = (clean + 0.3 * rng.standard_normal(clean.shape)).astype(np.float32)
+    plan = eval_plan(len(real) // 2, 24, GenerateConfig())
+    kw = dict(iterations=plan["iterations"], batch=128, seed=0)
+    assert discriminative_score(real[:500], clean[500:], **kw) > 0.3
+    assert discriminative_score(real[:500], real[500:], **kw) < 0.1
+
+
+def test_post_hoc_training_stops_when_its_held_out_loss_stops_improving_and_keeps_its_best_weights():
+    import torch
+
+    from tsatlas.metrics import MIN_ITERATIONS, _train
+
+    gen = torch.Generator().manual_seed(0)
+    w = torch.nn.Parameter(torch.zeros(1))
+    model = torch.nn.Module()
+    model.w = w
+    flat = _train(model, lambda i: (w - 1).pow(2).sum(), 10, 500, 4, gen, lambda: torch.tensor(0.7))
+    assert flat == MIN_ITERATIONS  # nothing to learn: stops as soon as it may
+    learning = _train(model, lambda i: (w - 100).pow(2).sum(), 10, 500, 4, gen, lambda: (w - 100).pow(2).sum())
+    assert learning == 500  # still improving at every check: runs to the cap
+    seen = iter([3.0, 1.0] + [2.0] * 100)  # best at the second check: its weights are kept
+    marks = []
+    _train(model, lambda i: -w.sum(), 10, 500, 4, gen, lambda: marks.append(float(w)) or next(seen))
+    assert float(w) == marks[1]

@@ -24,7 +24,7 @@ from tsatlas.autoencoder import RNNAutoencoder
 from tsatlas.config import GenerateConfig
 from tsatlas.errors import ConfigError
 from tsatlas.gan import GANSchedule, sample_timegan, train_timegan
-from tsatlas.metrics import discriminative_score, generation_scores, predictive_score, repeated
+from tsatlas.metrics import CHECK_EVERY, MIN_ITERATIONS, PATIENCE, discriminative_score, generation_scores, predictive_score, repeated
 from tsatlas.progress import report
 from tsatlas.windowing import Windows
 
@@ -157,7 +157,6 @@ def series_table(X: np.ndarray, cluster: np.ndarray, channels: list[str]) -> pd.
 
 
 EVAL_STEPS = 24  # recurrent steps of the post-hoc GRUs (TimeGAN's benchmarks use windows of 24)
-EVAL_EPOCHS = 20  # passes over the evaluation windows that bound a post-hoc GRU's iterations
 EVAL_BATCH = 128
 
 
@@ -165,13 +164,12 @@ def eval_plan(n_windows: int, steps: int, cfg: GenerateConfig) -> dict[str, int]
     """How the post-hoc metrics run, bounded whatever the window length and data size: at most
     EVAL_MAX windows per side; windows longer than EVAL_STEPS read `patch` consecutive steps per
     recurrent step (as the autoencoder does), so each GRU runs at most EVAL_STEPS recurrent steps;
-    and at most generate.eval_iterations iterations, fewer when EVAL_EPOCHS passes over the
-    windows take fewer."""
+    and at most generate.eval_iterations iterations, fewer where a held-out loss stops improving
+    (metrics._train)."""
     windows = min(n_windows, EVAL_MAX)
     patch = max(1, -(-steps // EVAL_STEPS))
-    iterations = min(cfg.eval_iterations, max(50, -(-EVAL_EPOCHS * 2 * windows // EVAL_BATCH)))
-    return {"windows": windows, "patch": patch, "recurrent_steps": -(-steps // patch), "iterations": iterations,
-            "repeats": cfg.eval_repeats}
+    return {"windows": windows, "patch": patch, "recurrent_steps": -(-steps // patch), "iterations": cfg.eval_iterations,
+            "early_stopping": {"check_every": CHECK_EVERY, "patience": PATIENCE, "min_iterations": MIN_ITERATIONS}, "repeats": cfg.eval_repeats}
 
 
 def patched(X: np.ndarray, patch: int) -> np.ndarray:

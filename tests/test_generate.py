@@ -195,3 +195,30 @@ def test_post_hoc_training_stops_when_its_held_out_loss_stops_improving_and_keep
     marks = []
     _train(model, lambda i: -w.sum(), 10, 500, 4, gen, lambda: marks.append(float(w)) or next(seen))
     assert float(w) == marks[1]
+
+
+def test_latent_samples_carry_the_residual_of_a_window_of_their_own_cluster():
+    from tsatlas.config import GenerateConfig
+    from tsatlas.generation import Generator
+
+    class Mean:  # a decoder whose output is the smooth part: z's first value at every step
+        def decode(self, z, steps):
+            return np.repeat(np.asarray(z, np.float32)[:, None, :1], steps, axis=1)
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 50)
+    Z = np.c_[labels * 10.0, rng.standard_normal(100)].astype(np.float32)
+    X = Mean().decode(Z, 12) + rng.standard_normal((100, 12, 1)).astype(np.float32) * np.where(labels, 5.0, 0.1)[:, None, None]
+    residuals = X - Mean().decode(Z, 12)
+    for noise in ("residual", "none"):
+        gen = Generator("latent", GenerateConfig(noise=noise), 0, Mean(), Z, X, labels)
+        x, cl = gen.sample(np.array([40, 40]), seed=3)
+        if noise == "none":
+            assert np.allclose(x, x[:, :1])  # the decoder's output as it is
+            continue
+        for c in (0, 1):
+            r = x[cl == c] - x[cl == c].mean(axis=(1, 2), keepdims=True)
+            own = residuals[labels == c] - residuals[labels == c].mean(axis=(1, 2), keepdims=True)
+            # each sample's detail is exactly one of its own cluster's residuals
+            assert all(np.isclose(own, s, atol=1e-4).all(axis=(1, 2)).any() for s in r)
+        assert x[cl == 1].std(axis=1).mean() > 10 * x[cl == 0].std(axis=1).mean()

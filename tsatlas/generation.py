@@ -79,7 +79,7 @@ class Generator:
 
     def __init__(self, method: str, cfg: GenerateConfig, seed: int, ae: RNNAutoencoder, Z: np.ndarray,
                  X: np.ndarray, labels: np.ndarray, device: str = "auto"):
-        self.method, self.cfg, self.seed, self.ae, self.Z, self.labels = method, cfg, seed, ae, Z, labels
+        self.method, self.cfg, self.seed, self.ae, self.Z, self.X, self.labels = method, cfg, seed, ae, Z, X, labels
         self.steps = X.shape[1]
         self.gan, self.history = None, []
         if method == "timegan":
@@ -91,9 +91,26 @@ class Generator:
         """counts per cluster -> (standardised windows (n, T, C), cluster (n,)), shuffled."""
         if self.gan is None:
             z, cl = sample_latent(self.Z, self.labels, counts, self.cfg.components, seed)
-            return self.ae.decode(z, steps=self.steps), cl
+            x = self.ae.decode(z, steps=self.steps)
+            if self.cfg.noise == "residual":
+                x += self._residuals(cl, seed)
+            return x, cl
         cl = np.random.default_rng(seed).permutation(np.repeat(np.arange(len(counts)), counts))
         return sample_timegan(self.gan, cl, self.steps, seed=seed), cl
+
+    def _residuals(self, cl: np.ndarray, seed: int) -> np.ndarray:
+        """For each sample, the reconstruction residual X - decode(Z) of a random training window of
+        its cluster: the detail (noise, sharp steps) that the decoder's conditional mean smooths away
+        and that a classifier otherwise tells apart at once (benchmarks/RESULTS.md)."""
+        rng = np.random.default_rng(seed + 1)
+        pick = np.empty(len(cl), dtype=np.int64)
+        for c in np.unique(cl):
+            at = np.flatnonzero(cl == c)
+            pick[at] = rng.choice(np.flatnonzero(self.labels == c), len(at))
+        order = np.argsort(pick, kind="stable")  # ascending reads from a memory-mapped X
+        res = np.empty((len(cl), *self.X.shape[1:]), dtype=np.float32)
+        res[order] = np.asarray(self.X[pick[order]], np.float32) - self.ae.decode(self.Z[pick[order]], steps=self.steps)
+        return res
 
     def weights(self) -> bytes | None:
         if self.gan is None:

@@ -29,14 +29,21 @@ CHROMIUM = shutil.which("chromium")
 
 
 def _api(url: str, body: dict | None = None, method: str | None = None) -> tuple[int, dict]:
+    """One REST call; 429 and 503 (the server's SQLite busy under a loaded machine) are retried
+    with backoff, as Prefect's own client does."""
     req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
                                  method=method or ("POST" if body is not None else "GET"),
                                  headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"null")
+    for attempt in range(6):
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            status, payload = e.code, json.loads(e.read() or b"null")
+        if status not in (429, 503):
+            break
+        time.sleep(2 ** attempt)
+    return status, payload
 
 
 @pytest.fixture(scope="module")

@@ -193,8 +193,8 @@ def test_post_hoc_training_stops_when_its_held_out_loss_stops_improving_and_keep
     assert learning == 500  # still improving at every check: runs to the cap
     seen = iter([3.0, 1.0] + [2.0] * 100)  # best at the second check: its weights are kept
     marks = []
-    _train(model, lambda i: -w.sum(), 10, 500, 4, gen, lambda: marks.append(float(w)) or next(seen))
-    assert float(w) == marks[1]
+    _train(model, lambda i: -w.sum(), 10, 500, 4, gen, lambda: marks.append(float(w.detach())) or next(seen))
+    assert float(w.detach()) == marks[1]
 
 
 def test_latent_samples_carry_the_residual_of_a_window_of_their_own_cluster():

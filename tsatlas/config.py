@@ -18,7 +18,8 @@ from tsatlas.errors import ConfigError
 
 
 _DATE = r"\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d+)?)?)?)?(Z|[+-]\d{2}:?\d{2})?"
-_BOUND = rf"^([+-]?\d+|{_DATE})$"  # a date or time, or an integer step
+_STEP = r"[+-]?\d+"  # an integer step
+_BOUND = rf"^({_STEP}|{_DATE})$"  # a date or time, or an integer step
 _SPAN = r"^[1-9]\d*(s|min|h|d|D|w)?$"  # a duration, or a number of steps for an integer start
 _DURATION = r"^[1-9]\d*(s|min|h|d|D|w)$"
 _FREQ = r"^(\d+|(\d+(\.\d+)?\s*(ns|us|ms|s|sec|min|T|h|H|d|D|w|W)\s*)+)$"
@@ -81,7 +82,7 @@ class IngestConfig(_Section):
         if v is None:
             return v
         try:
-            ok = int(v) > 0 if v.strip().lstrip("+-").isdigit() else pd.Timedelta(v) > pd.Timedelta(0)
+            ok = int(v) > 0 if _is_step(v) else pd.Timedelta(v) > pd.Timedelta(0)
         except (ValueError, TypeError):
             ok = False
         if not ok:
@@ -91,7 +92,7 @@ class IngestConfig(_Section):
     @field_validator("start", "end")
     @classmethod
     def _bound(cls, v: str | None) -> str | None:
-        if v is None or v.strip().lstrip("+-").isdigit():
+        if v is None or _is_step(v):
             return v
         try:
             pd.Timestamp(v)
@@ -124,7 +125,7 @@ class IngestConfig(_Section):
 
 
 def _is_step(v: str) -> bool:
-    return v.strip().lstrip("+-").isdigit()
+    return re.fullmatch(_STEP, v.strip()) is not None
 
 
 def duration(text: str) -> pd.Timedelta:
@@ -140,7 +141,7 @@ def _ingest_schema(schema: dict[str, Any]) -> None:
     schema["allOf"] = [
         {"if": given("start"), "then": {"properties": {"end": {"type": "null"}}}},
         {"if": given("span"), "then": given("start")},
-        {"if": given("start", pattern=r"^[+-]?\d+$"), "then": span_is(r"^[1-9]\d*$")},
+        {"if": given("start", pattern=rf"^{_STEP}$"), "then": span_is(r"^[1-9]\d*$")},
         {"if": given("start", pattern=rf"^{_DATE}$"), "then": span_is(_DURATION)},
     ]
 

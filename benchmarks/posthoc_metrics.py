@@ -55,13 +55,14 @@ def captured(args: list[str]) -> tuple[np.ndarray, np.ndarray]:
     from flows.cli import main
 
     seen = []
-    real_repeated = generation.repeated
-    generation.repeated = lambda fn, r, s, **kw: seen.append((r, s)) or {"mean": 0.0, "std": 0.0}
+    real_scores = generation.discriminative_score, generation.predictive_score
+    generation.discriminative_score = lambda r, s, **kw: seen.append((r, s)) or 0.0
+    generation.predictive_score = lambda r, s, **kw: 0.0
     try:
         with tempfile.TemporaryDirectory() as root, contextlib.redirect_stdout(io.StringIO()):
             assert main([*args, "--root", root, "--json"]) == 0
     finally:
-        generation.repeated = real_repeated
+        generation.discriminative_score, generation.predictive_score = real_scores
     return seen[0]
 
 

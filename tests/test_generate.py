@@ -135,8 +135,8 @@ def test_post_hoc_metrics_on_long_windows_run_the_bounded_plan(monkeypatch):
     assert small["patch"] == 1 and small["iterations"] == 500  # TimeGAN's length as it is
 
     seen = []
-    monkeypatch.setattr(gen, "repeated", lambda fn, r, s, **kw: seen.append((fn.__name__, r.shape, s.shape)) or
-                        {"mean": 0.0, "std": 0.0})
+    for fn in ("discriminative_score", "predictive_score"):
+        monkeypatch.setattr(gen, fn, lambda r, s, name=fn, **kw: seen.append((name, r.shape, s.shape, kw)) or 0.0)
 
     class Fixed:
         def sample(self, counts, seed):
@@ -146,9 +146,11 @@ def test_post_hoc_metrics_on_long_windows_run_the_bounded_plan(monkeypatch):
     real = np.random.default_rng(0).standard_normal((3000, 100, 2)).astype(np.float32)
     out = gen.evaluate(Fixed(), real, np.zeros(3000, int), GenerateConfig(eval_strict=True, eval_repeats=3), seed=0)
     assert out["eval"]["patch"] == 5 and out["eval"]["windows"] == 2000 and "eval_seconds" in out
-    assert [name for name, _, _ in seen] == ["discriminative_score", "predictive_score", "predictive_score",
-                                             "discriminative_score"]
-    assert all(r == (2000, 20, 10) and s in ((2000, 20, 10),) for _, r, s in seen)
+    assert sorted((name, kw["seed"], kw.get("strict", False)) for name, _, _, kw in seen) == sorted(
+        [("discriminative_score", k, False) for k in range(3)] + [("discriminative_score", k, True) for k in range(3)]
+        + [("predictive_score", k, False) for k in range(3)] * 2)  # predictive on synthetic and on real windows
+    assert all(r == (2000, 20, 10) and s == (2000, 20, 10) and kw["iterations"] == 500 for _, r, s, kw in seen)
+    assert out["discriminative_strict"] == {"mean": 0.0, "std": 0.0} and out["eval"]["workers"] >= 1
     np.testing.assert_array_equal(gen.patched(real[:2, :6], 4)[0, 0], np.r_[np.zeros(4), real[0, :2].ravel()])
 
 

@@ -66,6 +66,18 @@ def test_generation_metrics_known_answers():
     assert autocorrelation_distance(smooth, a[..., :1]) > 0.2
     s = generation_scores(a, b)
     assert s["marginal"] < 0.05 and s["marginal_real_floor"] < 0.05
+    assert 0.9 < s["nearest_real_ratio"] < 1.1  # independent draws: as far from the real ones as real ones are
+
+
+def test_nearest_real_ratio_sees_copies():
+    from tsatlas.metrics import nearest_real_ratio
+
+    rng = np.random.default_rng(2)
+    real = rng.normal(0, 1, (400, 12, 2))
+    ref, held = real[:200], real[200:]
+    copies = ref + 0.05 * rng.normal(0, 1, ref.shape)  # real windows with a little noise
+    assert nearest_real_ratio(ref, held, copies) < 0.2
+    assert 0.85 < nearest_real_ratio(ref, held, rng.normal(0, 1, (200, 12, 2))) < 1.15
 
 
 def test_acf_matches_the_lag_by_lag_definition():

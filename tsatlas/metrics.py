@@ -62,9 +62,24 @@ def autocorrelation_distance(real: np.ndarray, synth: np.ndarray) -> float:
     return float(np.abs(acf(real) - acf(synth)).mean())
 
 
+def nearest_real_ratio(reference: np.ndarray, held_out: np.ndarray, synth: np.ndarray) -> float:
+    """Distance to the closest real window (DCR), synthetic against held-out real: the median
+    Euclidean distance from each synthetic window to its nearest `reference` window, over the same
+    median for `held_out` real windows (as many of each). About 1: synthetic windows are no closer
+    to the real ones than new real windows are; well below 1: they copy real windows."""
+    from sklearn.neighbors import NearestNeighbors
+
+    m = min(len(held_out), len(synth))
+    nn_ = NearestNeighbors(n_neighbors=1).fit(reference.reshape(len(reference), -1))
+    d_synth = nn_.kneighbors(synth[:m].reshape(m, -1))[0]
+    d_real = nn_.kneighbors(held_out[:m].reshape(m, -1))[0]
+    return float(np.median(d_synth) / max(float(np.median(d_real)), 1e-12))
+
+
 def generation_scores(real: np.ndarray, synth: np.ndarray, seed: int = 0) -> dict[str, float]:
     """Cheap distribution metrics on standardised (n, T, C) windows, with a real-vs-real
-    floor: the same metrics between two random halves of the real data."""
+    floor: the same metrics between two random halves of the real data; and the nearest-real
+    distance ratio of synthetic windows to one half, against the other half's."""
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(real))
     a, b = real[perm[: len(real) // 2]], real[perm[len(real) // 2:]]
@@ -73,6 +88,7 @@ def generation_scores(real: np.ndarray, synth: np.ndarray, seed: int = 0) -> dic
         "autocorrelation": autocorrelation_distance(real, synth),
         "marginal_real_floor": marginal_distance(a, b, seed=seed),
         "autocorrelation_real_floor": autocorrelation_distance(a, b),
+        "nearest_real_ratio": nearest_real_ratio(a, b, synth[rng.permutation(len(synth))]),
     }
 
 

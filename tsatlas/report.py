@@ -197,7 +197,8 @@ def render(manifest: dict[str, Any], images: dict[str, bytes]) -> str:
     gen_rows += [(label, ge[k]) for k, label in (
         ("discriminative", "discriminative |acc - 0.5| (0 is best)"), ("predictive", "predictive MAE, train synthetic"),
         ("predictive_real", "predictive MAE, train real (reference)"), ("marginal", "marginal Wasserstein"),
-        ("marginal_real_floor", "marginal, real vs real (floor)"), ("autocorrelation", "autocorrelation distance"))
+        ("marginal_real_floor", "marginal, real vs real (floor)"), ("autocorrelation", "autocorrelation distance"),
+        ("nearest_real_ratio", "distance to the nearest real window, vs real's (1: no copying; near 0: copies)"))
         if k in ge]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>tsatlas run {html.escape(m['run_id'])}</title>

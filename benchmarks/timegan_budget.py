@@ -4,7 +4,7 @@ training gets furthest in a few minutes. One JSON line per variant on stdout (an
     python benchmarks/timegan_budget.py [--variants bounded-L3-400 linear-L3-400 bounded-L1-1200 bounded-L1-3000]
 
 Variant names: bounded|linear (the paper's [0, 1] scaling and sigmoid recovery, or standardised
-data with a linear recovery), L<layers>, <iterations per phase>. Scores: the paper's post-hoc
+data with a linear recovery), L<layers>, <iterations per phase>, optionally b<batch size> (default 128). Scores: the paper's post-hoc
 discriminative |acc - 0.5| and predictive MAE, 1,000 iterations, 2 seeds, synthetic n = real n.
 """
 
@@ -26,11 +26,12 @@ from tsatlas.metrics import discriminative_score, predictive_score, repeated  # 
 
 
 def run(name: str) -> dict:
-    scaling, layers, iterations = name.split("-")
+    scaling, layers, iterations, *rest = name.split("-")
+    batch = int(rest[0][1:]) if rest else 128  # e.g. bounded-L3-1000-b256
     X = stocks()
     t0 = time.perf_counter()
     model, hist = train_timegan(X, None, layers=int(layers[1:]), seed=0, device="cpu", bounded=scaling == "bounded",
-                                schedule=GANSchedule(iterations=int(iterations), batch_size=128))
+                                schedule=GANSchedule(iterations=int(iterations), batch_size=batch))
     seconds = time.perf_counter() - t0
     S = sample_timegan(model, np.zeros(len(X), int), X.shape[1], seed=1)
     kw = dict(repeats=2, iterations=1000, seed=0)

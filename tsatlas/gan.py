@@ -86,18 +86,23 @@ def train_timegan(X: np.ndarray, clusters: np.ndarray | None = None, *,
         opt_s.step()
     hist.append({"phase": 2, "iteration": s.iterations, "supervised": loss.item(), "seconds": time.perf_counter() - t0})
 
+    # Phase 3 runs each network once per step on the inputs stacked along the batch where the paper
+    # runs it several times (the supervisor on E_hat and H, the discriminator on two or three
+    # sequence sets): the same losses, fewer and larger recurrent calls (on a CPU a small GRU's cost
+    # is mostly per call and per step, not per row).
     for it in range(s.iterations):  # phase 3: joint
         for _ in range(2):  # generator (and supervisor) twice per discriminator step, as in the paper
             idx = _batch(n, s.batch_size, gen, dev)
             x, c = Xd[idx], Cd[idx]
+            b = len(idx)
             h = m.embedder(x)  # one forward for both steps: the generator step does not change the embedder
-            e_hat = m.generate_latent(noise(len(idx)), c)
-            h_hat = m.supervisor(e_hat)
-            x_hat = m.recovery(h_hat)
-            y_fake, y_fake_e = m.discriminate(h_hat, c), m.discriminate(e_hat, c)
-            g_adv = bce(y_fake, torch.ones_like(y_fake)) + s.gamma * bce(y_fake_e, torch.ones_like(y_fake_e))
+            e_hat = m.generate_latent(noise(b), c)
             hd = h.detach()  # the generator's loss updates generator and supervisor only (as the paper's var_list)
-            g_sup = F.mse_loss(m.supervisor(hd)[:, :-1], hd[:, 1:])
+            h_hat, s_real = m.supervisor(torch.cat([e_hat, hd])).split(b)
+            x_hat = m.recovery(h_hat)
+            y_fake, y_fake_e = m.discriminate(torch.cat([h_hat, e_hat]), torch.cat([c, c])).split(b)
+            g_adv = bce(y_fake, torch.ones_like(y_fake)) + s.gamma * bce(y_fake_e, torch.ones_like(y_fake_e))
+            g_sup = F.mse_loss(s_real[:, :-1], hd[:, 1:])
             g_mom = (torch.abs(x_hat.std(0) - x.std(0)).mean() + torch.abs(x_hat.mean(0) - x.mean(0)).mean())
             g_loss = g_adv + 100 * torch.sqrt(g_sup) + 100 * g_mom
             opt_g.zero_grad(set_to_none=True)
@@ -114,7 +119,7 @@ def train_timegan(X: np.ndarray, clusters: np.ndarray | None = None, *,
             h = m.embedder(x)
             e_hat = m.generate_latent(noise(len(idx)), c)
             h_hat = m.supervisor(e_hat)
-        y_real, y_fake, y_fake_e = m.discriminate(h, c), m.discriminate(h_hat, c), m.discriminate(e_hat, c)
+        y_real, y_fake, y_fake_e = m.discriminate(torch.cat([h, h_hat, e_hat]), torch.cat([c, c, c])).split(len(idx))
         d_loss = (bce(y_real, torch.ones_like(y_real)) + bce(y_fake, torch.zeros_like(y_fake))
                   + s.gamma * bce(y_fake_e, torch.zeros_like(y_fake_e)))
         if d_loss.item() > s.d_threshold:

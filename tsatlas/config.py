@@ -258,8 +258,8 @@ class GenerateConfig(_Section):
     eval_repeats: int = Field(1, ge=1, le=100, description="Seeds per post-hoc metric (mean and std are reported).")
     eval_iterations: int = Field(
         500, ge=10, le=100_000,
-        description="Most training iterations of each post-hoc GRU; after 300, each stops once its held-out loss has "
-        "not improved for 100 iterations.")
+        description="Most training iterations of each post-hoc classifier (the discriminative score); after 300, each "
+        "stops once its held-out loss has not improved for 100 iterations. The predictive GRUs train at most 200.")
     eval_strict: bool = Field(
         False, description="Also report a stricter discriminative score (two GRU layers of C units) beside the paper's.")
 

@@ -78,6 +78,7 @@ def test_nearest_real_ratio_sees_copies():
     copies = ref + 0.05 * rng.normal(0, 1, ref.shape)  # real windows with a little noise
     assert nearest_real_ratio(ref, held, copies) < 0.2
     assert 0.85 < nearest_real_ratio(ref, held, rng.normal(0, 1, (200, 12, 2))) < 1.15
+    assert np.isnan(nearest_real_ratio(ref[:0], held[:1], copies[:1]))  # one real window: nothing to compare
 
 
 def test_acf_matches_the_lag_by_lag_definition():

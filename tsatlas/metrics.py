@@ -70,6 +70,8 @@ def nearest_real_ratio(reference: np.ndarray, held_out: np.ndarray, synth: np.nd
     from sklearn.neighbors import NearestNeighbors
 
     m = min(len(held_out), len(synth))
+    if m == 0 or len(reference) == 0:
+        return float("nan")
     nn_ = NearestNeighbors(n_neighbors=1).fit(reference.reshape(len(reference), -1))
     d_synth = nn_.kneighbors(synth[:m].reshape(m, -1))[0]
     d_real = nn_.kneighbors(held_out[:m].reshape(m, -1))[0]

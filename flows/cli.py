@@ -87,7 +87,9 @@ def summary(m: dict[str, Any]) -> str:
         f"  cluster   k={cl['k']}, sizes {cl['sizes']}, silhouette {cl['silhouette']:.3f}, Davies-Bouldin {cl['davies_bouldin']:.3f}"
         + (f", ARI {cl['ari']:.3f}, NMI {cl['nmi']:.3f}" if "ari" in cl else ""),
         f"  generate  {m['stages']['generate']['rows']} synthetic rows ({ge['n']} series, method {ge['method']})"
-        + (f", marginal {ge['marginal']:.3f} (real floor {ge['marginal_real_floor']:.3f})" if "marginal" in ge else ""),
+        + (f", marginal {ge['marginal']:.3f} (real floor {ge['marginal_real_floor']:.3f})" if "marginal" in ge else "")
+        + (f", discriminative {ge['discriminative']['mean']:.3f} (0: indistinguishable)" if "discriminative" in ge else "")
+        + (f", nearest-real ratio {ge['nearest_real_ratio']:.2f} (1: no copies)" if "nearest_real_ratio" in ge else ""),
         f"  manifest  {m['manifest_uri']}",
     ]
     return "\n".join(lines)

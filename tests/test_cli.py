@@ -23,7 +23,7 @@ def test_run_prints_summary_and_json(prefect_harness, tiny_csv, tmp_path, capsys
     assert main(["run", "--data", tiny_csv, "--root", root, "--seed", "3", *SETS]) == 0
     out = capsys.readouterr().out
     for word in ("960 rows in", "6 series", "114 windows", "3 epochs", "validation", "k=2, sizes",
-                 "192 synthetic rows", "manifest.json"):
+                 "192 synthetic rows", "discriminative", "nearest-real ratio", "manifest.json"):
         assert word in out
     assert main(["run", "--data", tiny_csv, "--root", root, "--seed", "3", "--json", *SETS]) == 0
     m = json.loads(capsys.readouterr().out)

@@ -96,6 +96,12 @@ def warm_up() -> None:
     TimeSeriesKMeans(n_clusters=2, metric="dtw", max_iter=2, random_state=0).fit(X)
     tiny = ["train.hidden=4", "train.latent=2", "train.epochs=1", "generate.n=4", "generate.eval_iterations=10"]
     _run_tsatlas(X.astype(np.float32), np.arange(12) % 2, 2, 0, {"set": "warm-up"}, tiny)
+    # A pool worker ends without running atexit handlers, where Prefect stops the local API it started
+    # in a subprocess: stop it when the worker ends, or it outlives the benchmark (and holds its output).
+    from multiprocessing.util import Finalize
+
+    from prefect.server.api.server import SubprocessASGIServer
+    Finalize(None, lambda: [srv.stop() for srv in list(SubprocessASGIServer._instances.values())], exitpriority=10)
 
 
 def run_one(method: str, name: str, seed: int, sets: list[str] | None = None) -> list[dict]:

@@ -24,8 +24,8 @@ from tsatlas.autoencoder import RNNAutoencoder
 from tsatlas.config import GenerateConfig
 from tsatlas.errors import ConfigError
 from tsatlas.gan import GANSchedule, sample_timegan, train_timegan
-from tsatlas.metrics import (CHECK_EVERY, MIN_ITERATIONS, PATIENCE, discriminative_score, generation_scores, predictive_score,
-                             side_by_side)
+from tsatlas.metrics import (CHECK_EVERY, MIN_ITERATIONS, PATIENCE, discriminative_score, generation_scores, mean_std,
+                             predictive_score, side_by_side)
 from tsatlas.progress import report
 from tsatlas.windowing import Windows
 
@@ -234,8 +234,7 @@ def evaluate(gen: Generator, real: np.ndarray, labels: np.ndarray, cfg: Generate
     report("generate", 0, len(jobs))
     vals = side_by_side(fit, jobs, workers, lambda k: report("generate", k, len(jobs)))
     for name in fits:
-        v = [vals[(name, k)] for k in range(plan["repeats"])]
-        scores[name] = {"mean": float(np.mean(v)), "std": float(np.std(v))}
+        scores[name] = mean_std([vals[(name, k)] for k in range(plan["repeats"])])
     return scores | {"eval": plan | {"workers": workers}, "eval_seconds": round(time.perf_counter() - t0, 2)}
 
 

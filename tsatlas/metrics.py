@@ -205,7 +205,11 @@ def predictive_score(real: np.ndarray, synth: np.ndarray, *, iterations: int = 2
 
 def repeated(fn, real: np.ndarray, synth: np.ndarray, repeats: int = 3, seed: int = 0, **kw) -> dict[str, float]:
     """Mean and standard deviation of a seeded metric over `repeats` seeds."""
-    vals = [fn(real, synth, seed=seed + r, **kw) for r in range(repeats)]
+    return mean_std([fn(real, synth, seed=seed + r, **kw) for r in range(repeats)])
+
+
+def mean_std(vals: list[float]) -> dict[str, float]:
+    """How a metric over several seeds is reported."""
     return {"mean": float(np.mean(vals)), "std": float(np.std(vals))}
 
 

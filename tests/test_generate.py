@@ -1,4 +1,5 @@
 import numpy as np
+import torch
 import pytest
 
 from tsatlas.generation import allocate, chain, sample_latent, series_table, to_original_units
@@ -133,6 +134,37 @@ def test_timegan_conditional_shapes_and_it_learns():
     assert S.shape == (5, 24, 2) and np.isfinite(S).all()
     again = sample_timegan(model, np.array([0, 0, 1, 1, 1]), steps=24, seed=0)
     np.testing.assert_array_equal(S, again)
+
+
+def test_mmd_is_zero_for_one_set_and_grows_with_the_difference():
+    import torch
+
+    from tsatlas.gan import mmd
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(128, 24, generator=g)
+    same, near, far = mmd(x, x), mmd(x + 0.1, x), mmd(x + 1.0, x)
+    assert float(same) < 1e-3 < float(near) < float(far)
+    y = (x + 0.5).requires_grad_()
+    mmd(y, x).backward()
+    assert torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
+
+
+def test_timegan_samples_from_the_averaged_generator_and_reports_its_checks():
+    """ema on: the sampled generator is the moving average, not the last step's weights; check()
+    sees the joint iterations it asked for; the history carries the two-sample loss."""
+    X = _sines(64, 2, 0)
+    seen = []
+    kw = dict(hidden=8, layers=1, seed=3)
+    plain, _ = train_timegan(X, schedule=GANSchedule(iterations=20, batch_size=32, mmd=0.0, ema=0.0), **kw)
+    avg, hist = train_timegan(X, schedule=GANSchedule(iterations=20, batch_size=32, mmd=0.0, ema=0.9), **kw,
+                              check=lambda it, m: seen.append(it), check_every=5)
+    assert seen == [5, 10, 15, 20]
+    # same training (the average only reads the weights), different sampled generator
+    assert all(torch.equal(a, b) for a, b in zip(plain.embedder.parameters(), avg.embedder.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(plain.generator.parameters(), avg.generator.parameters()))
+    _, hist = train_timegan(X, schedule=GANSchedule(iterations=3, batch_size=32, mmd=30.0), **kw)
+    assert hist[-1]["mmd"] > 0
 
 
 def test_post_hoc_metrics_on_long_windows_run_the_bounded_plan(monkeypatch):

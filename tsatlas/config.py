@@ -250,10 +250,13 @@ class GenerateConfig(_Section):
     noise: Literal["residual", "none"] = Field(
         "residual", description="latent: add to each decoded sample the reconstruction residual of a random "
         "training window of its cluster (residual), or keep the decoder's smooth output (none).")
-    gan_iterations: int = Field(1000, ge=1, le=1_000_000, description="Iterations per TimeGAN training phase (the paper: 10,000).")
+    gan_iterations: int = Field(1250, ge=1, le=1_000_000, description="Iterations per TimeGAN training phase (the paper: 10,000).")
     gan_hidden: int = Field(24, ge=2, le=1024, description="TimeGAN hidden width.")
     gan_layers: int = Field(3, ge=1, le=8, description="Recurrent layers per TimeGAN network.")
     gan_batch_size: int = Field(128, ge=2, le=65_536, description="TimeGAN batch size.")
+    gan_mmd: float = Field(
+        30.0, ge=0, le=1e4, description="Weight of the kernel two-sample loss (windows and their increments) in the "
+        "TimeGAN generator's loss; 0 gives the paper's losses.")
     evaluate: bool = Field(True, description="Compute generation metrics against the real windows.")
     eval_repeats: int = Field(1, ge=1, le=100, description="Seeds per post-hoc metric (mean and std are reported).")
     eval_iterations: int = Field(

@@ -84,7 +84,7 @@ class Generator:
         self.steps = X.shape[1]
         self.gan, self.history = None, []
         if method == "timegan":
-            sched = GANSchedule(iterations=cfg.gan_iterations, batch_size=cfg.gan_batch_size)
+            sched = GANSchedule(iterations=cfg.gan_iterations, batch_size=cfg.gan_batch_size, mmd=cfg.gan_mmd)
             self.gan, self.history = train_timegan(X, labels, hidden=cfg.gan_hidden, layers=cfg.gan_layers,
                                                    schedule=sched, seed=seed, device=device)
 

@@ -1,5 +1,6 @@
 """Train and embed throughput of the autoencoder on CUDA (and the same on the CPU),
-against a bare hand-written torch loop on the same model and data.
+against a bare hand-written torch loop on the same model and data; and the shipped TimeGAN's
+training time and discriminative score on Stocks on the card.
 
 Uses only the core package (torch, numpy, scikit-learn), so it runs on a machine that has
 a GPU build of torch but not the orchestration stack. Writes JSON to $OUT (or benchmarks/results/) and
@@ -131,6 +132,23 @@ def default_fit(X, device, epochs=None):
             "windows": len(X), "cell": "gru"}
 
 
+def timegan_stocks(device) -> dict:
+    """The shipped TimeGAN (generate.method=timegan at its defaults) on Stocks, windows of 24,
+    stride 1: training seconds on `device` and the project's discriminative score (2 seeds)."""
+    from benchmarks.generation import stocks
+    from tsatlas.gan import sample_timegan, train_timegan
+    from tsatlas.metrics import discriminative_score, repeated
+
+    X = stocks()
+    t0 = time.perf_counter()
+    model, hist = train_timegan(X, None, seed=0, device=device.type)
+    sync(device)
+    train_s = time.perf_counter() - t0
+    S = sample_timegan(model, np.zeros(len(X), int), X.shape[1], seed=1)
+    return {"train_s": round(train_s, 1), "iterations_per_phase": hist[0]["iteration"],
+            "discriminative": repeated(discriminative_score, X, S, repeats=2, iterations=1000, seed=0)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--windows", type=int, default=100_000)
@@ -141,6 +159,7 @@ def main() -> None:
     p.add_argument("--batches", default="256,1024,4096")
     p.add_argument("--results", action="store_true", help="also append the table to benchmarks/RESULTS.md")
     p.add_argument("--no-million", dest="million", action="store_false", help="skip the 1M-window train + embed")
+    p.add_argument("--no-timegan", dest="timegan", action="store_false", help="skip the TimeGAN on Stocks")
     args = p.parse_args()
     out_dir = os.environ.get("OUT", os.path.join(os.path.dirname(__file__), "results"))
     gpu = torch.cuda.is_available()
@@ -176,6 +195,8 @@ def main() -> None:
         Xb = bundled_windows()
         for dev in (cuda, torch.device("cpu")):  # the bundled run's train stage, as shipped (early stopping)
             record("bundled-default", lambda device, **kw: default_fit(Xb, device), device=dev, batch="auto", cell="gru")
+        if args.timegan:  # issue #14: below 0.08 on a card
+            record("timegan-stocks", lambda device, **kw: timegan_stocks(device), device=cuda, batch=128, cell="gru")
         if args.million:  # 1M windows: train (3 epochs) + embed at the default config
             Xm = data(1_000_000, args.length, args.channels, seed=1)
             record("1M-default", lambda device, **kw: default_fit(Xm, device, epochs=3), device=cuda, batch="auto",
@@ -202,6 +223,11 @@ def main() -> None:
             lines.append(f"| {r['case']} | {r['device']} | " + (f"{r['error'][:80]} |" if "error" in r else
                          f"{r['windows']:,} | {r['batch']} | {r['lr']:.3g} | {r['epochs_run']} | {r['train_s']} | "
                          f"{r['embed_s']} | {r['best_val_loss']:.4f} |"))
+    for r in rows:
+        if r["case"] == "timegan-stocks":
+            lines += ["", f"TimeGAN on Stocks at its defaults ({r['device']}): " + (r["error"][:80] if "error" in r else
+                      f"{r['iterations_per_phase']} iterations per phase trained in {r['train_s']} s, discriminative "
+                      f"score {r['discriminative']['mean']:.3f} +- {r['discriminative']['std']:.3f}")]
     print("\n".join(lines))
     if args.results:
         from benchmarks.common import write_results

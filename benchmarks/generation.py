@@ -10,7 +10,7 @@ Metrics (tsatlas.metrics), mean and std over --repeats seeds: discriminative |ac
 paper's post-hoc classifier, and a strict one with two GRU layers of C units), predictive (train
 on synthetic, test on real, next-step MAE).
 
-    python benchmarks/generation.py [--datasets sines,stocks,weather] [--gan-iterations 1000] [--repeats 3]
+    python benchmarks/generation.py [--datasets sines,stocks,weather] [--gan-iterations 1250] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--datasets", default="sines,stocks")
     p.add_argument("--methods", default="real,ar,latent,timegan")
-    p.add_argument("--gan-iterations", type=int, default=1000)
+    p.add_argument("--gan-iterations", type=int, default=GANSchedule.iterations, help="per phase (default: the shipped gan_iterations)")
     p.add_argument("--metric-iterations", type=int, default=2000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)

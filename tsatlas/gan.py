@@ -37,7 +37,7 @@ class GANSchedule:
     lr: float = 1e-3
     gamma: float = 1.0        # weight of the unsupervised loss on E_hat
     d_threshold: float = 0.15  # the discriminator is only updated while its loss is above this
-    mmd: float = GenerateConfig.model_fields["gan_mmd"].default  # weight of the two-sample loss in the generator's
+    mmd: float = GenerateConfig.model_fields["gan_mmd"].default  # weight of the two-sample loss (generator)
     ema: float = 0.99          # decay of the moving average of generator and supervisor weights sampled from (0: off)
     history: list[dict[str, float]] = field(default_factory=list)
 

@@ -32,7 +32,7 @@ from tsatlas.metrics import discriminative_score, predictive_score, repeated  # 
 
 
 def parse(name: str) -> dict:
-    out = {"layers": 3, "iterations": 1000, "batch": 128, "mmd": GANSchedule.mmd, "ema": GANSchedule.ema,
+    out = {"layers": 3, "iterations": GANSchedule.iterations, "batch": 128, "mmd": GANSchedule.mmd, "ema": GANSchedule.ema,
            "seed": 0, "bounded": True}
     for tok in name.split("-"):
         if tok.isdigit():

@@ -137,8 +137,6 @@ def test_timegan_conditional_shapes_and_it_learns():
 
 
 def test_mmd_is_zero_for_one_set_and_grows_with_the_difference():
-    import torch
-
     from tsatlas.gan import mmd
 
     g = torch.Generator().manual_seed(0)

@@ -124,7 +124,7 @@ def run(name: str, X: np.ndarray, methods: list[str], args) -> list[dict]:
     for method in methods:
         t0 = time.perf_counter()
         if method == "timegan":
-            model, _ = train_timegan(X, hidden=24, layers=3, seed=args.seed, device=args.device, quantiles=args.gan_quantiles,
+            model, _ = train_timegan(X, hidden=24, layers=3, seed=args.seed, device=args.device,
                                      schedule=GANSchedule(iterations=args.gan_iterations, batch_size=128))
             fit_s = time.perf_counter() - t0
             S = sample_timegan(model, np.zeros(n, np.int64), X.shape[1], seed=args.seed)
@@ -182,7 +182,6 @@ def main() -> None:
     p.add_argument("--datasets", default="sines,stocks")
     p.add_argument("--methods", default="real,ar,latent,timegan")
     p.add_argument("--gan-iterations", type=int, default=GANSchedule.iterations, help="per phase (default: the shipped gan_iterations)")
-    p.add_argument("--gan-quantiles", type=int, default=0, help="TimeGAN sees each channel's empirical CDF from this many knots (0: min-max)")
     p.add_argument("--metric-iterations", type=int, default=2000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)

@@ -33,12 +33,10 @@ from tsatlas.metrics import discriminative_score, predictive_score, repeated  # 
 
 def parse(name: str) -> dict:
     out = {"layers": 3, "iterations": GANSchedule.iterations, "batch": 128, "mmd": GANSchedule.mmd, "ema": GANSchedule.ema,
-           "seed": 0, "bounded": True, "quantiles": 0}
+           "seed": 0, "bounded": True}
     for tok in name.split("-"):
         if tok.isdigit():
             out["iterations"] = int(tok)
-        elif tok.startswith("q") and tok[1:].isdigit():
-            out["quantiles"] = int(tok[1:])
         elif tok == "linear":
             out["bounded"] = False
         elif tok != "bounded":
@@ -75,7 +73,6 @@ def run(name: str, every: int) -> dict:
     t0 = time.perf_counter()
     sched = GANSchedule(iterations=v["iterations"], batch_size=v["batch"], mmd=v["mmd"], ema=v["ema"])
     model, hist = train_timegan(X, None, layers=v["layers"], seed=v["seed"], device="cpu", bounded=v["bounded"],
-                                quantiles=v["quantiles"],
                                 schedule=sched, check=check, check_every=every)
     seconds = time.perf_counter() - t0 - scoring
     S = sample_timegan(model, np.zeros(len(X), int), X.shape[1], seed=1)

@@ -14,9 +14,6 @@ import torch
 from torch import nn
 
 
-QUANTILE_ROWS = 1 << 20
-
-
 @dataclass
 class TimeGANConfig:
     n_channels: int          # C of the data
@@ -26,7 +23,6 @@ class TimeGANConfig:
     noise: int = 0           # noise width per step; 0 means n_channels, as in the paper
     cell: str = "gru"
     bounded: bool = True     # as in the paper: data min-max scaled to [0, 1] per channel, sigmoid recovery
-    quantiles: int = 0       # > 0 (bounded only): the networks see each channel's empirical CDF, from this many knots
 
 
 class _Net(nn.Module):
@@ -60,8 +56,6 @@ class TimeGAN(nn.Module):
         # the data's range per channel: the networks see (x - lo) / span, in [0, 1] when bounded
         self.register_buffer("lo", torch.zeros(cfg.n_channels))
         self.register_buffer("span", torch.ones(cfg.n_channels))
-        if cfg.quantiles:  # per channel quantiles at 0, 1/(q-1), ..., 1: (C, q)
-            self.register_buffer("knots", torch.zeros(cfg.n_channels, cfg.quantiles))
         self.generator = _Net(self.noise_dim + k, h, cfg, cfg.layers, nn.Sigmoid())
         self.supervisor = _Net(h, h, cfg, cfg.layers - 1, nn.Sigmoid())
         self.discriminator = _Net(h + k, 1, cfg, cfg.layers, None)
@@ -80,35 +74,12 @@ class TimeGAN(nn.Module):
             flat = X.reshape(-1, X.shape[-1])
             self.lo.copy_(flat.min(0).values)
             self.span.copy_((flat.max(0).values - self.lo).clamp_min(1e-7))
-            if self.cfg.quantiles:  # from at most QUANTILE_ROWS evenly spaced rows (torch.quantile's limit is 2^24)
-                rows = flat[:: -(-len(flat) // QUANTILE_ROWS)].float()
-                q = torch.linspace(0, 1, self.cfg.quantiles, device=X.device)
-                self.knots.copy_(torch.quantile(rows.T, q, dim=1).T)
 
     def scale(self, x: torch.Tensor) -> torch.Tensor:
-        """Data units -> what the networks see."""
-        if not self.cfg.quantiles:
-            return (x - self.lo) / self.span
-        # the empirical CDF, linear between knots (ties: the lowest knot of a run of equal ones)
-        C, q = self.knots.shape
-        flat = x.reshape(-1, C).T.contiguous()                                       # (C, N)
-        i = torch.searchsorted(self.knots, flat).clamp(1, q - 1)
-        k0, k1 = self.knots.gather(1, i - 1), self.knots.gather(1, i)
-        frac = ((flat - k0) / (k1 - k0).clamp_min(1e-12)).clamp(0, 1)
-        return ((i - 1 + frac) / (q - 1)).T.reshape(x.shape)
-
-    def unscale(self, u: torch.Tensor) -> torch.Tensor:
-        """What the networks see -> data units."""
-        if not self.cfg.quantiles:
-            return u * self.span + self.lo
-        C, q = self.knots.shape
-        pos = u.reshape(-1, C).T.clamp(0, 1) * (q - 1)                                # (C, N)
-        i = pos.floor().long().clamp(0, q - 2)
-        k0, k1 = self.knots.gather(1, i), self.knots.gather(1, i + 1)
-        return (k0 + (pos - i) * (k1 - k0)).T.reshape(u.shape)
+        return (x - self.lo) / self.span
 
     @torch.no_grad()
     def sample(self, c: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """cluster ids (B,) -> synthetic windows (B, steps, C) in the training data's units."""
         z = torch.rand(len(c), steps, self.noise_dim, generator=generator).to(c.device)
-        return self.unscale(self.recovery(self.supervisor(self.generate_latent(z, c))))
+        return self.recovery(self.supervisor(self.generate_latent(z, c))) * self.span + self.lo

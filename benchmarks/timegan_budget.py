@@ -6,7 +6,8 @@ stdout (and in --out).
 
 Variant names, tokens joined by '-': L<layers>, <iterations per phase>, then optionally b<batch size>
 (default 128), mmd<weight> (default: the shipped gan_mmd), ema<decay x 100> (ema0: off; default
-the shipped 0.99), s<training seed> (default 0), linear (standardised data and a linear recovery
+the shipped 0.99), pc0 / pc (without / with the per-channel increments term; default: shipped, on
+since 2026-11-29, so rows before then are pc0: their settings say), s<training seed> (default 0), linear (standardised data and a linear recovery
 instead of the paper's [0, 1] scaling). mmd0-ema0 is the paper's algorithm. Scores: the project's
 post-hoc discriminative |acc - 0.5| (metrics.discriminative_score, 1,000 iterations at most, 2
 seeds) on the paper's min-max scale and on standardised channels (as `tsatlas run` scores), every
@@ -33,10 +34,12 @@ from tsatlas.metrics import discriminative_score, predictive_score, repeated  # 
 
 def parse(name: str) -> dict:
     out = {"layers": 3, "iterations": GANSchedule.iterations, "batch": 128, "mmd": GANSchedule.mmd, "ema": GANSchedule.ema,
-           "seed": 0, "bounded": True}
+           "seed": 0, "bounded": True, "mmd_channels": GANSchedule.mmd_channels}
     for tok in name.split("-"):
         if tok.isdigit():
             out["iterations"] = int(tok)
+        elif tok in ("pc", "pc0"):
+            out["mmd_channels"] = tok == "pc"
         elif tok == "linear":
             out["bounded"] = False
         elif tok != "bounded":
@@ -71,7 +74,8 @@ def run(name: str, every: int) -> dict:
         scoring += time.perf_counter() - t
 
     t0 = time.perf_counter()
-    sched = GANSchedule(iterations=v["iterations"], batch_size=v["batch"], mmd=v["mmd"], ema=v["ema"])
+    sched = GANSchedule(iterations=v["iterations"], batch_size=v["batch"], mmd=v["mmd"], ema=v["ema"],
+                        mmd_channels=v["mmd_channels"])
     model, hist = train_timegan(X, None, layers=v["layers"], seed=v["seed"], device="cpu", bounded=v["bounded"],
                                 schedule=sched, check=check, check_every=every)
     seconds = time.perf_counter() - t0 - scoring

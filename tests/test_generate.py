@@ -146,6 +146,9 @@ def test_mmd_is_zero_for_one_set_and_grows_with_the_difference():
     y = (x + 0.5).requires_grad_()
     mmd(y, x).backward()
     assert torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
+    # a stack of sets (one per channel) gives each set's distance, with its own kernel widths
+    stacked = mmd(torch.stack([x + 0.1, 10 * x + 10.0]), torch.stack([x, 10 * x]))
+    assert torch.allclose(stacked, torch.stack([near, far]), rtol=1e-4)
 
 
 def test_timegan_samples_from_the_averaged_generator_and_reports_its_checks():

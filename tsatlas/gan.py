@@ -4,9 +4,10 @@
 
 Two additions to the paper's algorithm, both on by default and both measured on Stocks
 (benchmarks/RESULTS.md, "TimeGAN on Stocks at a CPU budget"): the generator's loss also has a
-kernel two-sample term (MMD) between generated and real windows and between their step-to-step
-increments, which gives it a direct, non-adversarial signal for the roughness a GRU classifier
-spots first; and samples come from an exponential moving average of the generator's and
+kernel two-sample term (MMD) between generated and real windows, between their step-to-step
+increments, and between each channel's increments on their own, which gives it a direct,
+non-adversarial signal for the roughness a GRU classifier spots first (the per-channel term makes a
+channel with a narrow range and sharp spikes, Stocks' volume, count); and samples come from an exponential moving average of the generator's and
 supervisor's weights, which damps the adversarial phase's swings. `mmd=0, ema=0` is the paper's.
 """
 
@@ -38,6 +39,7 @@ class GANSchedule:
     gamma: float = 1.0        # weight of the unsupervised loss on E_hat
     d_threshold: float = 0.15  # the discriminator is only updated while its loss is above this
     mmd: float = GenerateConfig.model_fields["gan_mmd"].default  # weight of the two-sample loss (generator)
+    mmd_channels: bool = True  # also each channel's increments on their own (a narrow, spiky channel's roughness)
     ema: float = 0.99          # decay of the moving average of generator and supervisor weights sampled from (0: off)
     history: list[dict[str, float]] = field(default_factory=list)
 
@@ -45,12 +47,14 @@ class GANSchedule:
 def mmd(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Kernel two-sample distance between row sets x and y (b, d): the square root of the (biased)
     MMD^2 under a sum of Gaussian kernels whose widths are 1/4, 1, 4 and 16 times the median squared
-    distance between rows of y (no width to tune per data set)."""
-    b = len(x)
-    d2 = torch.cdist(torch.cat([x, y]), torch.cat([x, y])).pow(2)
-    med = d2[b:, b:].detach().median().clamp_min(1e-8)
+    distance between rows of y (no width to tune per data set). Leading dimensions (..., b, d) give
+    one distance per index, each with its own widths."""
+    b = x.shape[-2]
+    xy = torch.cat([x, y], dim=-2)
+    d2 = torch.cdist(xy, xy).pow(2)
+    med = d2[..., b:, b:].detach().flatten(-2).median(-1).values.clamp_min(1e-8)[..., None, None]
     k = sum(torch.exp(-d2 / (med * w)) for w in (0.25, 1.0, 4.0, 16.0))
-    m2 = k[:b, :b].mean() + k[b:, b:].mean() - 2 * k[:b, b:].mean()
+    m2 = k[..., :b, :b].mean((-2, -1)) + k[..., b:, b:].mean((-2, -1)) - 2 * k[..., :b, b:].mean((-2, -1))
     return torch.sqrt(m2.clamp_min(0) + 1e-8)
 
 
@@ -145,6 +149,8 @@ def train_timegan(X: np.ndarray, clusters: np.ndarray | None = None, *,
             g_loss = g_adv + 100 * torch.sqrt(g_sup) + 100 * g_mom
             if s.mmd:  # windows and their increments: shape and roughness
                 g_mmd = mmd(x_hat.flatten(1), x.flatten(1)) + mmd(x_hat.diff(dim=1).flatten(1), x.diff(dim=1).flatten(1))
+                if s.mmd_channels:  # each channel's increments on their own: a narrow channel's roughness counts too
+                    g_mmd = g_mmd + mmd(x_hat.diff(dim=1).permute(2, 0, 1), x.diff(dim=1).permute(2, 0, 1)).mean()
                 g_loss = g_loss + s.mmd * g_mmd
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()

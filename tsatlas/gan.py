@@ -7,8 +7,9 @@ Two additions to the paper's algorithm, both on by default and both measured on 
 kernel two-sample term (MMD) between generated and real windows, between their step-to-step
 increments, and between each channel's increments on their own, which gives it a direct,
 non-adversarial signal for the roughness a GRU classifier spots first (the per-channel term makes a
-channel with a narrow range and sharp spikes, Stocks' volume, count); and samples come from an exponential moving average of the generator's and
-supervisor's weights, which damps the adversarial phase's swings. `mmd=0, ema=0` is the paper's.
+channel with a narrow range and sharp spikes, Stocks' volume, count); and samples come from an
+exponential moving average of the generator's and supervisor's weights, which damps the
+adversarial phase's swings. `mmd=0, ema=0` is the paper's.
 """
 
 from __future__ import annotations

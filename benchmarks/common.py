@@ -7,6 +7,7 @@ import os
 import platform
 import re
 
+import numpy as np
 import torch
 
 RESULTS = os.path.join(os.path.dirname(__file__), "RESULTS.md")
@@ -16,6 +17,19 @@ def machine() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (f"{platform.node() or 'host'}: {os.cpu_count()} CPU cores ({torch.get_num_threads()} torch threads), {gpu}, "
             f"Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def write_windows(X: np.ndarray, path: str, label: np.ndarray | None = None) -> None:
+    """Windows (n, T, C) as a long Parquet table `tsatlas run` reads: one series per window
+    (series_id 0..n-1), `step`, channels c0..c{C-1}, and `label` when given (one per window)."""
+    import pandas as pd
+
+    n, T, C = X.shape
+    cols = {"series_id": np.repeat(np.arange(n), T), "step": np.tile(np.arange(T), n),
+            **{f"c{c}": X[:, :, c].ravel() for c in range(C)}}
+    if label is not None:
+        cols["label"] = np.repeat(label, T)
+    pd.DataFrame(cols).to_parquet(path, index=False)
 
 
 def replace_section(text: str, title: str, section: str) -> str:

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import write_results  # noqa: E402
+from benchmarks.common import write_results, write_windows  # noqa: E402
 
 STOCKS = os.path.join(os.path.dirname(__file__), "data", "goog_stock.csv")
 CASES = ["bundled", "stocks", "UnitTest", "GunPoint", "OSULeaf", "ACSF1"]
@@ -34,15 +34,12 @@ CASES = ["bundled", "stocks", "UnitTest", "GunPoint", "OSULeaf", "ACSF1"]
 
 def _labeled(name: str, tmp: str) -> list[str]:
     """A labeled set (benchmarks/clustering.py) as a long table: one window per series."""
-    import pandas as pd
-
     from benchmarks.clustering import load
 
     X, y = load(name, raw=True)
-    n, T, C = X.shape
+    T = X.shape[1]
     path = f"{tmp}/{name}.parquet"
-    pd.DataFrame({"series_id": np.repeat(np.arange(n), T), "step": np.tile(np.arange(T), n),
-                  **{f"c{c}": X[:, :, c].ravel() for c in range(C)}}).to_parquet(path, index=False)
+    write_windows(X, path)
     return ["--data", path, "--set", f"windows.length={T}", "--set", f"cluster.k={len(np.unique(y))}"]
 
 

@@ -100,13 +100,13 @@ def shipped_latent(X: np.ndarray, seed: int, device: str) -> np.ndarray:
 
     import pandas as pd
 
+    from benchmarks.common import write_windows
     from flows.cli import main as tsatlas
 
     n, T, C = X.shape
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "windows.parquet")
-        pd.DataFrame({"series_id": np.repeat(np.arange(n), T), "step": np.tile(np.arange(T), n),
-                      **{f"c{c}": X[:, :, c].ravel() for c in range(C)}}).to_parquet(data, index=False)
+        write_windows(X, data)
         out = io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
             assert tsatlas(["run", "--data", data, "--root", os.path.join(tmp, "store"), "--json", "--seed", str(seed),

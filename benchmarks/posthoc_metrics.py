@@ -69,9 +69,8 @@ def captured(args: list[str]) -> tuple[np.ndarray, np.ndarray]:
 def cases() -> list[tuple[str, np.ndarray, np.ndarray, int]]:
     """(name, real, other, the old plan's iterations: those of the run's own evaluation for both of
     a data set's cases)."""
-    import pandas as pd
-
     from benchmarks.clustering import load
+    from benchmarks.common import write_windows
 
     rng = np.random.default_rng(0)
     t = np.arange(24)
@@ -80,11 +79,10 @@ def cases() -> list[tuple[str, np.ndarray, np.ndarray, int]]:
     out = [("sines, noise removed", noisy[:500], clean[500:].astype(np.float32), _old_iterations(500)),
            ("sines, real vs real", noisy[:500], noisy[500:], _old_iterations(500))]
     X, y = load("ItalyPowerDemand", raw=True)
-    n, T, C = X.shape
+    T = X.shape[1]
     with tempfile.TemporaryDirectory() as tmp:
         italy = f"{tmp}/italy.parquet"
-        pd.DataFrame({"series_id": np.repeat(np.arange(n), T), "step": np.tile(np.arange(T), n),
-                      "c0": X[:, :, 0].ravel()}).to_parquet(italy, index=False)
+        write_windows(X[:, :, :1], italy)
         runs = {"bundled": ["run"],
                 "ItalyPowerDemand": ["run", "--data", italy, "--set", f"windows.length={T}", "--set", "cluster.k=2"],
                 "stocks": ["run", "--data", "benchmarks/data/goog_stock.csv", "--set", "ingest.layout=single",

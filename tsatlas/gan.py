@@ -149,9 +149,10 @@ def train_timegan(X: np.ndarray, clusters: np.ndarray | None = None, *,
             g_mom = (torch.abs(x_hat.std(0) - x.std(0)).mean() + torch.abs(x_hat.mean(0) - x.mean(0)).mean())
             g_loss = g_adv + 100 * torch.sqrt(g_sup) + 100 * g_mom
             if s.mmd:  # windows and their increments: shape and roughness
-                g_mmd = mmd(x_hat.flatten(1), x.flatten(1)) + mmd(x_hat.diff(dim=1).flatten(1), x.diff(dim=1).flatten(1))
+                dx_hat, dx = x_hat.diff(dim=1), x.diff(dim=1)
+                g_mmd = mmd(x_hat.flatten(1), x.flatten(1)) + mmd(dx_hat.flatten(1), dx.flatten(1))
                 if s.mmd_channels:  # each channel's increments on their own: a narrow channel's roughness counts too
-                    g_mmd = g_mmd + mmd(x_hat.diff(dim=1).permute(2, 0, 1), x.diff(dim=1).permute(2, 0, 1)).mean()
+                    g_mmd = g_mmd + mmd(dx_hat.permute(2, 0, 1), dx.permute(2, 0, 1)).mean()
                 g_loss = g_loss + s.mmd * g_mmd
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()

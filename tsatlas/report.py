@@ -200,7 +200,7 @@ def render(manifest: dict[str, Any], images: dict[str, bytes]) -> str:
         ("marginal_real_floor", "marginal, real vs real (floor)"), ("autocorrelation", "autocorrelation distance"),
         ("nearest_real_ratio", "distance to the nearest real window, vs real's (1: no copying; near 0: copies)"))
         if k in ge]
-    if "eval" in ge:  # the score depends on the scale: the TimeGAN paper's are on min-max data, where a narrow channel barely counts
+    if "eval" in ge:  # scores depend on the scale (the TimeGAN paper's: min-max, where a narrow channel barely counts)
         scale = m["config"]["windows"]["scale"]
         units = "in the input's units" if scale == "none" else f"each channel standardised (windows.scale={scale})"
         gen_rows.append(("scored on", f"{ge['eval']['windows']} real and as many synthetic windows, {units}, as the model sees them"))

@@ -253,6 +253,7 @@ class GenerateConfig(_Section):
     gan_iterations: int = Field(1250, ge=1, le=1_000_000, description="Iterations per TimeGAN training phase (the paper: 10,000).")
     gan_hidden: int = Field(24, ge=2, le=1024, description="TimeGAN hidden width.")
     gan_layers: int = Field(3, ge=1, le=8, description="Recurrent layers per TimeGAN network.")
+    gan_cell: Literal["gru", "lstm"] = Field("gru", description="Recurrent cell of every TimeGAN network.")
     gan_batch_size: int = Field(128, ge=2, le=65_536, description="TimeGAN batch size.")
     gan_mmd: float = Field(
         30.0, ge=0, le=1e4, description="Weight of the kernel two-sample loss (windows and their increments) in the "

@@ -125,10 +125,12 @@ def test_chain_is_level_continuous():
     np.testing.assert_array_equal(np.diff(Y[0, :4, 0]), np.diff(X[0, :, 0]))
 
 
-def test_timegan_conditional_shapes_and_it_learns():
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_timegan_conditional_shapes_and_it_learns(cell):
     X = np.concatenate([_sines(64, 2, 0), _sines(64, 2, 1) + 2])
     labels = np.repeat([0, 1], 64)
-    model, hist = train_timegan(X, labels, hidden=8, layers=1, schedule=GANSchedule(iterations=30, batch_size=32))
+    model, hist = train_timegan(X, labels, hidden=8, layers=1, cell=cell, schedule=GANSchedule(iterations=30, batch_size=32))
+    assert isinstance(model.generator.rnn, torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)
     assert [h["phase"] for h in hist][:2] == [1, 2] and hist[-1]["phase"] == 3
     S = sample_timegan(model, np.array([0, 0, 1, 1, 1]), steps=24, seed=0)
     assert S.shape == (5, 24, 2) and np.isfinite(S).all()
@@ -271,3 +273,4 @@ def test_latent_samples_carry_the_residual_of_a_window_of_their_own_cluster():
             # each sample's detail is exactly one of its own cluster's residuals
             assert all(np.isclose(own, s, atol=1e-4).all(axis=(1, 2)).any() for s in r)
         assert x[cl == 1].std(axis=1).mean() > 10 * x[cl == 0].std(axis=1).mean()
+

@@ -85,7 +85,7 @@ class Generator:
         self.gan, self.history = None, []
         if method == "timegan":
             sched = GANSchedule(iterations=cfg.gan_iterations, batch_size=cfg.gan_batch_size, mmd=cfg.gan_mmd)
-            self.gan, self.history = train_timegan(X, labels, hidden=cfg.gan_hidden, layers=cfg.gan_layers,
+            self.gan, self.history = train_timegan(X, labels, hidden=cfg.gan_hidden, layers=cfg.gan_layers, cell=cfg.gan_cell,
                                                    schedule=sched, seed=seed, device=device)
 
     def sample(self, counts: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:

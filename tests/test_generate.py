@@ -261,7 +261,7 @@ def test_latent_samples_carry_the_residual_of_a_window_of_their_own_cluster():
     Z = np.c_[labels * 10.0, rng.standard_normal(100)].astype(np.float32)
     X = Mean().decode(Z, 12) + rng.standard_normal((100, 12, 1)).astype(np.float32) * np.where(labels, 5.0, 0.1)[:, None, None]
     residuals = X - Mean().decode(Z, 12)
-    for noise in ("residual", "none"):
+    for noise in ("nearest", "residual", "none"):
         gen = Generator("latent", GenerateConfig(noise=noise), 0, Mean(), Z, X, labels)
         x, cl = gen.sample(np.array([40, 40]), seed=3)
         if noise == "none":
@@ -274,3 +274,29 @@ def test_latent_samples_carry_the_residual_of_a_window_of_their_own_cluster():
             assert all(np.isclose(own, s, atol=1e-4).all(axis=(1, 2)).any() for s in r)
         assert x[cl == 1].std(axis=1).mean() > 10 * x[cl == 0].std(axis=1).mean()
 
+
+
+def test_nearest_noise_draws_each_donor_from_the_windows_nearest_the_sample_in_z():
+    """noise=nearest: a sample's residual comes from one of the NEAREST_DONORS windows of its cluster
+    closest to it in z, and several of them are used (not the single nearest: a copy)."""
+    from tsatlas.config import GenerateConfig
+    from tsatlas.generation import NEAREST_DONORS, Generator
+
+    class Zero:
+        def decode(self, z, steps):
+            return np.zeros((len(z), steps, 1), np.float32)
+
+    rng = np.random.default_rng(0)
+    n = 4 * NEAREST_DONORS
+    labels = np.repeat([0, 1], n)
+    Z = rng.standard_normal((2 * n, 2)).astype(np.float32)
+    X = np.arange(2 * n, dtype=np.float32)[:, None, None] * np.ones((1, 6, 1), np.float32)  # residual j is j everywhere
+    gen = Generator("latent", GenerateConfig(noise="nearest"), 0, Zero(), Z, X, labels)
+    z = rng.standard_normal((50, 2)).astype(np.float32)
+    cl = np.repeat([0, 1], 25)
+    donors = gen._residuals(cl, seed=1, z=z)[:, 0, 0].astype(int)
+    for i, (d, c) in enumerate(zip(donors, cl)):
+        members = np.flatnonzero(labels == c)
+        near = members[np.argsort(((Z[members] - z[i]) ** 2).sum(1))[:NEAREST_DONORS]]
+        assert d in near
+    assert len(set(donors.tolist())) > 40  # drawn among the nearest, not the nearest

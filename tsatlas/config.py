@@ -247,9 +247,10 @@ class GenerateConfig(_Section):
     per_cluster: list[int] | None = Field(None, description="Synthetic series per cluster (overrides n), one count per cluster.")
     length: int | None = Field(None, ge=2, le=1_000_000, description="Steps per synthetic series; longer than a window chains windows.")
     components: int = Field(3, ge=1, le=64, description="Gaussian mixture components per cluster (latent).")
-    noise: Literal["residual", "none"] = Field(
-        "residual", description="latent: add to each decoded sample the reconstruction residual of a random "
-        "training window of its cluster (residual), or keep the decoder's smooth output (none).")
+    noise: Literal["nearest", "residual", "none"] = Field(
+        "nearest", description="latent: add to each decoded sample the reconstruction residual of a training "
+        "window of its cluster, drawn from the 64 nearest to the sample in z (nearest) or from all of them "
+        "(residual), or keep the decoder's smooth output (none).")
     gan_iterations: int = Field(1250, ge=1, le=1_000_000, description="Iterations per TimeGAN training phase (the paper: 10,000).")
     gan_hidden: int = Field(24, ge=2, le=1024, description="TimeGAN hidden width.")
     gan_layers: int = Field(3, ge=1, le=8, description="Recurrent layers per TimeGAN network.")

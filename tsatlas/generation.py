@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import NearestNeighbors
 
 from tsatlas.autoencoder import RNNAutoencoder
 from tsatlas.config import GenerateConfig
@@ -75,6 +76,12 @@ def sample_latent(Z: np.ndarray, labels: np.ndarray, counts: np.ndarray, compone
     return z[order], cl[order]
 
 
+# noise=nearest: a sample's residual comes from one of this many windows nearest it in z. Fewer make
+# near-copies (the distance-to-closest-real ratio falls below 1), more lose the sample's shape and phase
+# (benchmarks/RESULTS.md, "Generation: the decoder's residual").
+NEAREST_DONORS = 64
+
+
 class Generator:
     """A fitted generator of standardised windows per cluster."""
 
@@ -93,21 +100,31 @@ class Generator:
         if self.gan is None:
             z, cl = sample_latent(self.Z, self.labels, counts, self.cfg.components, seed)
             x = self.ae.decode(z, steps=self.steps)
-            if self.cfg.noise == "residual":
-                x += self._residuals(cl, seed)
+            if self.cfg.noise != "none":
+                x += self._residuals(cl, seed, z if self.cfg.noise == "nearest" else None)
             return x, cl
         cl = np.random.default_rng(seed).permutation(np.repeat(np.arange(len(counts)), counts))
         return sample_timegan(self.gan, cl, self.steps, seed=seed), cl
 
-    def _residuals(self, cl: np.ndarray, seed: int) -> np.ndarray:
-        """For each sample, the reconstruction residual X - decode(Z) of a random training window of
-        its cluster: the detail (noise, sharp steps) that the decoder's conditional mean smooths away
-        and that a classifier otherwise tells apart at once (benchmarks/RESULTS.md)."""
+    def _residuals(self, cl: np.ndarray, seed: int, z: np.ndarray | None = None) -> np.ndarray:
+        """For each sample, the reconstruction residual X - decode(Z) of a training window of its
+        cluster: the detail (noise, sharp steps) that the decoder's conditional mean smooths away
+        and that a classifier otherwise tells apart at once (benchmarks/RESULTS.md). Given the
+        samples' z, the donor is drawn from the NEAREST_DONORS training windows of the cluster nearest
+        to the sample in z (a residual that fits the sample's shape and phase)."""
         rng = np.random.default_rng(seed + 1)
         pick = np.empty(len(cl), dtype=np.int64)
         for c in np.unique(cl):
             at = np.flatnonzero(cl == c)
-            pick[at] = rng.choice(np.flatnonzero(self.labels == c), len(at))
+            members = np.flatnonzero(self.labels == c)
+            if z is None:
+                pick[at] = rng.choice(members, len(at))
+                continue
+            k = min(NEAREST_DONORS, len(members))
+            index, rank = NearestNeighbors(n_neighbors=k).fit(self.Z[members]), rng.integers(0, k, len(at))
+            for i in range(0, len(at), 65_536):  # (chunk, k) neighbour ids at a time
+                near = index.kneighbors(z[at[i:i + 65_536]], return_distance=False)
+                pick[at[i:i + 65_536]] = members[near[np.arange(len(near)), rank[i:i + 65_536]]]
         order = np.argsort(pick, kind="stable")  # ascending reads from a memory-mapped X
         res = np.empty((len(cl), *self.X.shape[1:]), dtype=np.float32)
         res[order] = np.asarray(self.X[pick[order]], np.float32) - self.ae.decode(self.Z[pick[order]], steps=self.steps)

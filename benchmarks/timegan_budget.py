@@ -8,7 +8,8 @@ Variant names, tokens joined by '-': L<layers>, <iterations per phase>, then opt
 (default 128), mmd<weight> (default: the shipped gan_mmd), ema<decay x 100> (ema0: off; default
 the shipped 0.99), pc0 / pc (without / with the per-channel increments term; default: shipped, on
 since 2026-11-29, so rows before then are pc0: their settings say), s<training seed> (default 0),
-gru / lstm (the networks' cell; default gru), linear (standardised data and a linear recovery instead of the paper's [0, 1] scaling).
+gru / lstm (the networks' cell; default gru), linear (standardised data and a linear recovery
+instead of the paper's [0, 1] scaling).
 mmd0-ema0 is the paper's algorithm. Scores: the project's post-hoc discriminative |acc - 0.5|
 (metrics.discriminative_score, 1,000 iterations at most, 2 seeds) on the paper's min-max scale
 and on standardised channels (as `tsatlas run` scores), every --every joint iterations and at the

@@ -275,7 +275,6 @@ def test_latent_samples_carry_the_residual_of_a_window_of_their_own_cluster():
         assert x[cl == 1].std(axis=1).mean() > 10 * x[cl == 0].std(axis=1).mean()
 
 
-
 def test_nearest_noise_draws_each_donor_from_the_windows_nearest_the_sample_in_z():
     """noise=nearest: a sample's residual comes from one of the NEAREST_DONORS windows of its cluster
     closest to it in z, and several of them are used (not the single nearest: a copy)."""

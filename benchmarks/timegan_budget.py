@@ -37,14 +37,12 @@ from tsatlas.metrics import discriminative_score, predictive_score, repeated  # 
 
 def parse(name: str) -> dict:
     out = {"layers": 3, "iterations": GANSchedule.iterations, "batch": 128, "mmd": GANSchedule.mmd, "ema": GANSchedule.ema,
-           "seed": 0, "bounded": True, "cell": "gru", "ae_width": 0, "mmd_channels": GANSchedule.mmd_channels}
+           "seed": 0, "bounded": True, "cell": "gru", "mmd_channels": GANSchedule.mmd_channels}
     for tok in name.split("-"):
         if tok.isdigit():
             out["iterations"] = int(tok)
         elif tok in ("pc", "pc0"):
             out["mmd_channels"] = tok == "pc"
-        elif tok.startswith("aw"):
-            out["ae_width"] = int(tok[2:])
         elif tok in ("gru", "lstm"):
             out["cell"] = tok
         elif tok == "linear":
@@ -90,7 +88,7 @@ def run(name: str, every: int, save: str | None = None) -> dict:
     t0 = time.perf_counter()
     sched = GANSchedule(iterations=v["iterations"], batch_size=v["batch"], mmd=v["mmd"], ema=v["ema"],
                         mmd_channels=v["mmd_channels"])
-    model, hist = train_timegan(X, None, layers=v["layers"], cell=v["cell"], seed=v["seed"], device="cpu", bounded=v["bounded"], ae_width=v["ae_width"],
+    model, hist = train_timegan(X, None, layers=v["layers"], cell=v["cell"], seed=v["seed"], device="cpu", bounded=v["bounded"],
                                 schedule=sched, check=check, check_every=every)
     seconds = time.perf_counter() - t0 - scoring
     if save:  # the weights, for a closer look (load with weights_only=True)

@@ -68,7 +68,7 @@ def train_timegan(X: np.ndarray, clusters: np.ndarray | None = None, *,
                   layers: int = GenerateConfig.model_fields["gan_layers"].default,
                   cell: str = GenerateConfig.model_fields["gan_cell"].default,
                   schedule: GANSchedule | None = None, seed: int = 0, device: str = "auto",
-                  bounded: bool = True, ae_width: int = 0, check: Callable[[int, TimeGAN], None] | None = None,
+                  bounded: bool = True, check: Callable[[int, TimeGAN], None] | None = None,
                   check_every: int = 250) -> tuple[TimeGAN, list]:
     """Fit a (cluster-conditional) TimeGAN to windows X (n, T, C). `check(iteration, model)` is
     called every `check_every` joint iterations with the model samples would come from (benchmarks).
@@ -83,8 +83,7 @@ def train_timegan(X: np.ndarray, clusters: np.ndarray | None = None, *,
     n, T, C = X.shape
     c_all = np.zeros(n, np.int64) if clusters is None else np.asarray(clusters, np.int64)
     k = int(c_all.max()) + 1
-    model = TimeGAN(TimeGANConfig(n_channels=C, n_classes=k, hidden=hidden, layers=layers, cell=cell, bounded=bounded,
-                                  ae_width=ae_width)).to(dev)
+    model = TimeGAN(TimeGANConfig(n_channels=C, n_classes=k, hidden=hidden, layers=layers, cell=cell, bounded=bounded)).to(dev)
     Xd = torch.from_numpy(np.array(X, np.float32)).to(dev)
     model.fit_range(Xd)
     Xd = model.scale(Xd)  # what the networks see: [0, 1] per channel when bounded

@@ -22,19 +22,17 @@ class TimeGANConfig:
     layers: int = 3          # recurrent layers per network, as in the paper
     noise: int = 0           # noise width per step; 0 means n_channels, as in the paper
     cell: str = "gru"
-    ae_width: int = 0        # recurrent width of embedder and recovery; 0 means hidden
     bounded: bool = True     # as in the paper: data min-max scaled to [0, 1] per channel, sigmoid recovery
 
 
 class _Net(nn.Module):
     """A recurrent stack plus a per-step linear head: (B, T, in) -> (B, T, out)."""
 
-    def __init__(self, inp: int, out: int, cfg: TimeGANConfig, layers: int, act: nn.Module | None, width: int = 0):
+    def __init__(self, inp: int, out: int, cfg: TimeGANConfig, layers: int, act: nn.Module | None):
         super().__init__()
         cls = nn.LSTM if cfg.cell == "lstm" else nn.GRU
-        width = width or cfg.hidden
-        self.rnn = cls(inp, width, num_layers=max(layers, 1), batch_first=True)
-        self.head = nn.Linear(width, out)
+        self.rnn = cls(inp, cfg.hidden, num_layers=max(layers, 1), batch_first=True)
+        self.head = nn.Linear(cfg.hidden, out)
         self.act = act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -53,8 +51,8 @@ class TimeGAN(nn.Module):
         self.cfg = cfg
         h, k = cfg.hidden, cfg.n_classes
         self.noise_dim = cfg.noise or cfg.n_channels
-        self.embedder = _Net(cfg.n_channels, h, cfg, cfg.layers, nn.Sigmoid(), cfg.ae_width)
-        self.recovery = _Net(h, cfg.n_channels, cfg, cfg.layers, nn.Sigmoid() if cfg.bounded else None, cfg.ae_width)
+        self.embedder = _Net(cfg.n_channels, h, cfg, cfg.layers, nn.Sigmoid())
+        self.recovery = _Net(h, cfg.n_channels, cfg, cfg.layers, nn.Sigmoid() if cfg.bounded else None)
         # the data's range per channel: the networks see (x - lo) / span, in [0, 1] when bounded
         self.register_buffer("lo", torch.zeros(cfg.n_channels))
         self.register_buffer("span", torch.ones(cfg.n_channels))

@@ -2,7 +2,8 @@
 in original units, with a `cluster` column.
 
 - method=latent: per cluster, a Gaussian mixture fitted to that cluster's z is sampled and
-  decoded by the autoencoder's decoder.
+  decoded by the autoencoder's decoder; each sample then gets the reconstruction residual of a
+  training window of its cluster near it in z (generate.noise).
 - method=timegan: one TimeGAN conditioned on the cluster id serves every cluster.
 Each synthetic window returns to original units with the scaler of a random member window
 of its cluster. A `length` longer than the window chains windows of the same cluster.

@@ -238,6 +238,12 @@ class ClusterConfig(_Section):
         return self
 
 
+# noise=nearest: a sample's residual comes from one of this many windows nearest it in z. Fewer make
+# near-copies (the distance-to-closest-real ratio falls below 1), more lose the sample's shape and phase
+# (benchmarks/RESULTS.md, "Generation: the decoder's residual").
+NEAREST_DONORS = 64
+
+
 class GenerateConfig(_Section):
     """Synthetic series per cluster."""
 
@@ -249,8 +255,8 @@ class GenerateConfig(_Section):
     components: int = Field(3, ge=1, le=64, description="Gaussian mixture components per cluster (latent).")
     noise: Literal["nearest", "residual", "none"] = Field(
         "nearest", description="latent: add to each decoded sample the reconstruction residual of a training "
-        "window of its cluster, drawn from the 64 nearest to the sample in z (nearest) or from all of them "
-        "(residual), or keep the decoder's smooth output (none).")
+        f"window of its cluster, drawn from the {NEAREST_DONORS} nearest to the sample in z (nearest) or from all "
+        "of them (residual), or keep the decoder's smooth output (none).")
     gan_iterations: int = Field(1250, ge=1, le=1_000_000, description="Iterations per TimeGAN training phase (the paper: 10,000).")
     gan_hidden: int = Field(24, ge=2, le=1024, description="TimeGAN hidden width.")
     gan_layers: int = Field(3, ge=1, le=8, description="Recurrent layers per TimeGAN network.")

@@ -23,7 +23,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
 
 from tsatlas.autoencoder import RNNAutoencoder
-from tsatlas.config import GenerateConfig
+from tsatlas.config import NEAREST_DONORS, GenerateConfig
 from tsatlas.errors import ConfigError
 from tsatlas.gan import GANSchedule, sample_timegan, train_timegan
 from tsatlas.metrics import (CHECK_EVERY, MIN_ITERATIONS, PATIENCE, discriminative_score, generation_scores, mean_std,
@@ -77,12 +77,6 @@ def sample_latent(Z: np.ndarray, labels: np.ndarray, counts: np.ndarray, compone
     return z[order], cl[order]
 
 
-# noise=nearest: a sample's residual comes from one of this many windows nearest it in z. Fewer make
-# near-copies (the distance-to-closest-real ratio falls below 1), more lose the sample's shape and phase
-# (benchmarks/RESULTS.md, "Generation: the decoder's residual").
-NEAREST_DONORS = 64
-
-
 class Generator:
     """A fitted generator of standardised windows per cluster."""
 
@@ -124,8 +118,9 @@ class Generator:
             k = min(NEAREST_DONORS, len(members))
             index, rank = NearestNeighbors(n_neighbors=k).fit(self.Z[members]), rng.integers(0, k, len(at))
             for i in range(0, len(at), 65_536):  # (chunk, k) neighbour ids at a time
-                near = index.kneighbors(z[at[i:i + 65_536]], return_distance=False)
-                pick[at[i:i + 65_536]] = members[near[np.arange(len(near)), rank[i:i + 65_536]]]
+                part = slice(i, i + 65_536)
+                near = index.kneighbors(z[at[part]], return_distance=False)
+                pick[at[part]] = members[near[np.arange(len(near)), rank[part]]]
         order = np.argsort(pick, kind="stable")  # ascending reads from a memory-mapped X
         res = np.empty((len(cl), *self.X.shape[1:]), dtype=np.float32)
         res[order] = np.asarray(self.X[pick[order]], np.float32) - self.ae.decode(self.Z[pick[order]], steps=self.steps)

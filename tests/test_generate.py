@@ -299,3 +299,20 @@ def test_nearest_noise_draws_each_donor_from_the_windows_nearest_the_sample_in_z
         near = members[np.argsort(((Z[members] - z[i]) ** 2).sum(1))[:NEAREST_DONORS]]
         assert d in near
     assert len(set(donors.tolist())) > 40  # drawn among the nearest, not the nearest
+
+
+def test_a_generator_given_a_trained_timegan_samples_from_it_without_training():
+    """A run's stored TimeGAN can be sampled again (benchmarks/rescore.py): Generator(gan=...)
+    trains nothing and draws exactly what the model draws."""
+    from tsatlas.config import GenerateConfig
+    from tsatlas.generation import Generator
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 8, 2)).astype(np.float32)
+    labels = np.repeat([0, 1], 20)
+    model, _ = train_timegan(X, labels, hidden=4, layers=1, schedule=GANSchedule(iterations=2, batch_size=8), device="cpu")
+    gen = Generator("timegan", GenerateConfig(method="timegan"), 0, None, None, X, labels, gan=model)
+    assert gen.history == [] and gen.gan is model
+    x, cl = gen.sample(np.array([3, 5]), seed=2)
+    assert np.bincount(cl).tolist() == [3, 5]
+    assert np.array_equal(x, sample_timegan(model, cl, 8, seed=2))

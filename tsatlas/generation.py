@@ -29,6 +29,7 @@ from tsatlas.gan import GANSchedule, sample_timegan, train_timegan
 from tsatlas.metrics import (CHECK_EVERY, MIN_ITERATIONS, PATIENCE, discriminative_score, generation_scores, mean_std,
                              predictive_score, side_by_side)
 from tsatlas.progress import report
+from tsatlas.timegan import TimeGAN
 from tsatlas.windowing import Windows
 
 log = logging.getLogger(__name__)
@@ -81,11 +82,12 @@ class Generator:
     """A fitted generator of standardised windows per cluster."""
 
     def __init__(self, method: str, cfg: GenerateConfig, seed: int, ae: RNNAutoencoder, Z: np.ndarray,
-                 X: np.ndarray, labels: np.ndarray, device: str = "auto"):
+                 X: np.ndarray, labels: np.ndarray, device: str = "auto", gan: TimeGAN | None = None):
+        """`gan`: a TimeGAN trained before (a run's stored weights) instead of training one."""
         self.method, self.cfg, self.seed, self.ae, self.Z, self.X, self.labels = method, cfg, seed, ae, Z, X, labels
         self.steps = X.shape[1]
-        self.gan, self.history = None, []
-        if method == "timegan":
+        self.gan, self.history = gan, []
+        if method == "timegan" and gan is None:
             sched = GANSchedule(iterations=cfg.gan_iterations, batch_size=cfg.gan_batch_size, mmd=cfg.gan_mmd)
             self.gan, self.history = train_timegan(X, labels, hidden=cfg.gan_hidden, layers=cfg.gan_layers, cell=cfg.gan_cell,
                                                    schedule=sched, seed=seed, device=device)

@@ -3,10 +3,11 @@ against a bare hand-written torch loop on the same model and data; and the shipp
 training time and discriminative score on Stocks on the card.
 
 Uses only the core package (torch, numpy, scikit-learn), so it runs on a machine that has
-a GPU build of torch but not the orchestration stack. Writes JSON to $OUT (or benchmarks/results/) and
-prints a Markdown table.
+a GPU build of torch but not the orchestration stack. Writes gpu_train.json to --out (default: $OUT,
+else benchmarks/results/), rewritten after every case so a run cut short keeps what it measured,
+and prints a Markdown table.
 
-    python benchmarks/gpu_train.py [--windows 100000] [--length 64] [--channels 4]
+    python benchmarks/gpu_train.py [--out DIR] [--windows 100000] [--length 64] [--channels 4]
 """
 
 from __future__ import annotations
@@ -161,8 +162,11 @@ def main() -> None:
     p.add_argument("--results", action="store_true", help="also append the table to benchmarks/RESULTS.md")
     p.add_argument("--no-million", dest="million", action="store_false", help="skip the 1M-window train + embed")
     p.add_argument("--no-timegan", dest="timegan", action="store_false", help="skip the TimeGAN on Stocks")
+    p.add_argument("--out", default=os.environ.get("OUT", os.path.join(os.path.dirname(__file__), "results")),
+                   help="folder for gpu_train.json (default: $OUT, else benchmarks/results)")
     args = p.parse_args()
-    out_dir = os.environ.get("OUT", os.path.join(os.path.dirname(__file__), "results"))
+    out_dir = args.out
+    os.makedirs(out_dir, exist_ok=True)
     gpu = torch.cuda.is_available()
     info = {"torch": torch.__version__, "python": platform.python_version(), "cpu_threads": torch.get_num_threads(),
             "device": torch.cuda.get_device_name(0) if gpu else "none",
@@ -170,6 +174,12 @@ def main() -> None:
             "windows": args.windows, "length": args.length, "channels": args.channels, "epochs": args.epochs}
     X = data(args.windows, args.length, args.channels)
     rows = []
+
+    def save() -> None:  # after every case: a run stopped by its time limit keeps what it measured
+        tmp = os.path.join(out_dir, "gpu_train.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump({"info": info, "rows": rows}, f, indent=2)
+        os.replace(tmp, os.path.join(out_dir, "gpu_train.json"))
 
     def record(name, fn, **kw):
         try:
@@ -181,6 +191,7 @@ def main() -> None:
         row = {"case": name, **{k: v for k, v in kw.items() if k not in ("X",)}, **r}
         row["device"] = str(row["device"])
         rows.append(row)
+        save()
         print(json.dumps(row), flush=True)
 
     if gpu:
@@ -206,8 +217,6 @@ def main() -> None:
     Xc = X[: args.cpu_windows]
     record("tsatlas", ours, X=Xc, device=cpu, batch=256, epochs=args.epochs, cell="gru")
     record("bare-fp32", bare, X=Xc, device=cpu, batch=256, epochs=args.epochs, cell="gru", bf16=False)
-    with open(os.path.join(out_dir, "gpu_train.json"), "w") as f:
-        json.dump({"info": info, "rows": rows}, f, indent=2)
     print(json.dumps(info))
     lines = ["| case | device | cell | batch | train windows/s | embed windows/s |", "|---|---|---|---|---|---|"]
     for r in rows:

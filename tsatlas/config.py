@@ -238,12 +238,6 @@ class ClusterConfig(_Section):
         return self
 
 
-# noise=nearest: a sample's residual comes from one of this many windows nearest it in z. Fewer make
-# near-copies (the distance-to-closest-real ratio falls below 1), more lose the sample's shape and phase
-# (benchmarks/RESULTS.md, "Generation: the decoder's residual").
-NEAREST_DONORS = 64
-
-
 class GenerateConfig(_Section):
     """Synthetic series per cluster."""
 
@@ -255,8 +249,12 @@ class GenerateConfig(_Section):
     components: int = Field(3, ge=1, le=64, description="Gaussian mixture components per cluster (latent).")
     noise: Literal["nearest", "residual", "none"] = Field(
         "nearest", description="latent: add to each decoded sample the reconstruction residual of a training "
-        f"window of its cluster, drawn from the {NEAREST_DONORS} nearest to the sample in z (nearest) or from all "
-        "of them (residual), or keep the decoder's smooth output (none).")
+        "window of its cluster, drawn from the `donors` nearest to the sample in z (nearest) or from all of them "
+        "(residual), or keep the decoder's smooth output (none).")
+    donors: int = Field(
+        64, ge=1, le=100_000, description="noise=nearest: how many windows of its cluster nearest a sample its "
+        "residual is drawn from. Fewer fit the sample's shape better (a lower discriminative score) and bring it "
+        "closer to real windows (a lower nearest-real ratio); benchmarks/RESULTS.md, \"Donors near in z\".")
     gan_iterations: int = Field(1250, ge=1, le=1_000_000, description="Iterations per TimeGAN training phase (the paper: 10,000).")
     gan_hidden: int = Field(24, ge=2, le=1024, description="TimeGAN hidden width.")
     gan_layers: int = Field(3, ge=1, le=8, description="Recurrent layers per TimeGAN network.")

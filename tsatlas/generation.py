@@ -23,7 +23,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
 
 from tsatlas.autoencoder import RNNAutoencoder
-from tsatlas.config import NEAREST_DONORS, GenerateConfig
+from tsatlas.config import GenerateConfig
 from tsatlas.errors import ConfigError
 from tsatlas.gan import GANSchedule, sample_timegan, train_timegan
 from tsatlas.metrics import (CHECK_EVERY, MIN_ITERATIONS, PATIENCE, discriminative_score, generation_scores, mean_std,
@@ -107,7 +107,7 @@ class Generator:
         """For each sample, the reconstruction residual X - decode(Z) of a training window of its
         cluster: the detail (noise, sharp steps) that the decoder's conditional mean smooths away
         and that a classifier otherwise tells apart at once (benchmarks/RESULTS.md). Given the
-        samples' z, the donor is drawn from the NEAREST_DONORS training windows of the cluster nearest
+        samples' z, the donor is drawn from the generate.donors training windows of the cluster nearest
         to the sample in z (a residual that fits the sample's shape and phase)."""
         rng = np.random.default_rng(seed + 1)
         pick = np.empty(len(cl), dtype=np.int64)
@@ -117,7 +117,7 @@ class Generator:
             if z is None:
                 pick[at] = rng.choice(members, len(at))
                 continue
-            k = min(NEAREST_DONORS, len(members))
+            k = min(self.cfg.donors, len(members))
             index, rank = NearestNeighbors(n_neighbors=k).fit(self.Z[members]), rng.integers(0, k, len(at))
             for i in range(0, len(at), 65_536):  # (chunk, k) neighbour ids at a time
                 part = slice(i, i + 65_536)

@@ -14,7 +14,6 @@ stderr.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
@@ -23,13 +22,11 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from tsatlas import catalog  # noqa: E402
 from tsatlas.config import GenerateConfig  # noqa: E402
 from tsatlas.generation import Generator, evaluate  # noqa: E402
 from tsatlas.storage import Store  # noqa: E402
-from tsatlas.timegan import TimeGAN, TimeGANConfig  # noqa: E402
 
 KEYS = ("discriminative", "discriminative_strict", "predictive", "predictive_real", "marginal", "autocorrelation",
         "nearest_real_ratio")
@@ -44,13 +41,8 @@ def load(root: str, run: str) -> tuple[dict, Generator]:
     ae = catalog.read_model(store, ref("train"), "cpu")
     Z = catalog.read_embeddings(store, ref("embed")).z
     labels = catalog.read_assignments(store, ref("cluster"))
-    gan = None
-    if cfg.method == "timegan":
-        state = torch.load(io.BytesIO(catalog._read_bytes(store, ref("generate"), catalog.TIMEGAN)), weights_only=True)
-        gan = TimeGAN(TimeGANConfig(n_channels=win.X.shape[2], n_classes=int(labels.max()) + 1, hidden=cfg.gan_hidden,
-                                    layers=cfg.gan_layers, cell=cfg.gan_cell))
-        gan.load_state_dict(state)
-        gan.eval()
+    gan = (catalog.read_timegan(store, ref("generate"), win.X.shape[2], int(labels.max()) + 1, cfg)
+           if cfg.method == "timegan" else None)
     return manifest, Generator(cfg.method, cfg, manifest["config"]["seed"], ae, Z, win.X, labels, "cpu", gan=gan)
 
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from conftest import TINY
 from tsatlas import catalog
@@ -117,3 +118,15 @@ def test_timegan_per_cluster_counts_and_long_series(prefect_harness, tiny_csv, t
     syn = catalog.read_synthetic(store, ref).to_pandas()
     per_series = syn.groupby("series_id").agg(steps=("timestamp", "size"), cluster=("cluster", "first"))
     assert (per_series["steps"] == 40).all() and per_series["cluster"].value_counts().sort_index().tolist() == [2, 3]
+    # the stored weights load back (weights only) as the run's model; a tampered file is refused
+    from tsatlas.config import GenerateConfig
+    from tsatlas.errors import CorruptArtifactError
+    from tsatlas.gan import sample_timegan
+
+    cfg = GenerateConfig(**m["config"]["generate"])
+    gan = catalog.read_timegan(store, ref, n_channels=len(m["summary"]["ingest"]["channels"]), n_classes=2, cfg=cfg)
+    assert sample_timegan(gan, np.array([0, 1, 1]), 20, seed=0).shape == (3, 20, len(m["summary"]["ingest"]["channels"]))
+    with open(catalog.local_path(store, ref, "timegan.pt"), "r+b") as f:
+        f.write(b"garbage!")
+    with pytest.raises(CorruptArtifactError, match="timegan.pt"):
+        catalog.read_timegan(store, ref, n_channels=len(m["summary"]["ingest"]["channels"]), n_classes=2, cfg=cfg)

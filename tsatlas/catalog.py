@@ -413,6 +413,22 @@ def read_synthetic(store: Store, ref: SyntheticRef) -> pa.Table:
     return _read_table(store, ref, SYNTHETIC)
 
 
+def read_timegan(store: Store, ref: SyntheticRef, n_channels: int, n_classes: int, cfg: Any) -> Any:
+    """The TimeGAN a `generate.method=timegan` run trained (weights_only=True), on the CPU, in eval
+    mode; `cfg` the run's GenerateConfig (its gan_* keys shape the networks)."""
+    import torch
+
+    from tsatlas.timegan import TimeGAN, TimeGANConfig
+
+    model = TimeGAN(TimeGANConfig(n_channels=n_channels, n_classes=n_classes, hidden=cfg.gan_hidden,
+                                  layers=cfg.gan_layers, cell=cfg.gan_cell))
+    try:
+        model.load_state_dict(torch.load(io.BytesIO(_read_bytes(store, ref, TIMEGAN)), weights_only=True))
+    except (pickle.UnpicklingError, RuntimeError) as e:
+        raise CorruptArtifactError(f"{ref.uri}: refused to load TimeGAN weights ({str(e).splitlines()[0][:160]})") from None
+    return model.eval()
+
+
 # -- report -------------------------------------------------------------------------
 def write_figures(w: StageWriter, images: dict[str, bytes], prototypes: pa.Table) -> None:
     for name, png in images.items():

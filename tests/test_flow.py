@@ -118,7 +118,7 @@ def test_timegan_per_cluster_counts_and_long_series(prefect_harness, tiny_csv, t
     syn = catalog.read_synthetic(store, ref).to_pandas()
     per_series = syn.groupby("series_id").agg(steps=("timestamp", "size"), cluster=("cluster", "first"))
     assert (per_series["steps"] == 40).all() and per_series["cluster"].value_counts().sort_index().tolist() == [2, 3]
-    # the stored weights load back (weights only) as the run's model; a tampered file is refused
+    # the stored weights load back (weights only) as the run's model; a tampered file is refused (by its checksum)
     from tsatlas.config import GenerateConfig
     from tsatlas.errors import CorruptArtifactError
     from tsatlas.gan import sample_timegan

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 import pytest
 
-from tsatlas.generation import allocate, chain, sample_latent, series_table, to_original_units
+from tsatlas.generation import LatentMixtures, allocate, chain, sample_latent, series_table, to_original_units
 from tsatlas.windowing import Windows
 from tsatlas.gan import GANSchedule, sample_timegan, train_timegan
 from tsatlas.metrics import (acf, autocorrelation_distance, discriminative_score, generation_scores, marginal_distance,
@@ -39,6 +39,24 @@ def test_a_big_cluster_fits_its_mixture_on_a_sample(monkeypatch):
     assert np.all(np.sign(z[:, 0]) == np.where(cl == 0, -1, 1))
     again, _ = sample_latent(Z, labels, np.array([4, 4]), components=2, seed=0)
     np.testing.assert_array_equal(again, z)  # the sample is seeded
+
+
+def test_each_cluster_mixture_is_fitted_once_and_sampled_per_seed(monkeypatch):
+    import tsatlas.generation as gen
+    fitted = []
+    real_fit = gen.GaussianMixture.fit
+    monkeypatch.setattr(gen.GaussianMixture, "fit", lambda self, X, y=None: fitted.append(len(X)) or real_fit(self, X))
+    rng = np.random.default_rng(0)
+    Z = np.concatenate([rng.normal(-5, 0.1, (50, 2)), rng.normal(5, 0.1, (30, 2))])
+    labels = np.repeat([0, 1], [50, 30])
+    mix = LatentMixtures(Z, labels, components=2, seed=0)
+    first, cl = mix.sample(np.array([4, 4]), seed=0)
+    other, _ = mix.sample(np.array([4, 4]), seed=1)  # what the evaluation draws: the same mixtures, another seed
+    again, _ = mix.sample(np.array([4, 4]), seed=0)
+    assert fitted == [50, 30]
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other)
+    np.testing.assert_array_equal(first, sample_latent(Z, labels, np.array([4, 4]), components=2, seed=0)[0])
 
 
 def test_original_units_and_series_table():

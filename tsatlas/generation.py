@@ -48,34 +48,50 @@ def allocate(sizes: np.ndarray, n: int) -> np.ndarray:
 GMM_FIT_AT_MOST = 20_000  # z per cluster that a latent Gaussian mixture is fitted on (a seeded sample above it)
 
 
+class LatentMixtures:
+    """Per cluster, a Gaussian mixture over that cluster's z (over a seeded sample of
+    GMM_FIT_AT_MOST of them in a bigger cluster), fitted once when first sampled and kept: the
+    run's output and its evaluation sample the same fitted mixtures."""
+
+    def __init__(self, Z: np.ndarray, labels: np.ndarray, components: int, seed: int):
+        self.Z, self.labels, self.components, self.seed = Z, labels, components, seed
+        self._fitted: dict[int, GaussianMixture | np.ndarray] = {}
+
+    def _mixture(self, c: int) -> GaussianMixture | np.ndarray:
+        """Cluster c's mixture, or its one window's z (no covariance to fit)."""
+        if c not in self._fitted:
+            Zc = self.Z[self.labels == c]
+            if len(Zc) > GMM_FIT_AT_MOST:  # a few components in z need no more; EM time grows with the rows
+                Zc = Zc[np.sort(np.random.default_rng(self.seed + c).choice(len(Zc), GMM_FIT_AT_MOST, replace=False))]
+            Zc = Zc.astype(np.float64)  # float32 covariances come out slightly asymmetric
+            self._fitted[c] = Zc[0] if len(Zc) < 2 else GaussianMixture(
+                n_components=max(1, min(self.components, len(Zc) // 10)), covariance_type="full", reg_covar=1e-3,
+                random_state=self.seed + c).fit(Zc)
+        return self._fitted[c]
+
+    def sample(self, counts: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """counts[c] draws from cluster c's mixture, shuffled: (z (n, D), cluster (n,))."""
+        zs, cs = [], []
+        for c, m in enumerate(counts):
+            if m == 0:
+                continue
+            mix = self._mixture(c)
+            if isinstance(mix, np.ndarray):  # a cluster of one window: sample around it
+                zs.append(mix + np.sqrt(1e-3) * np.random.default_rng(seed + c).standard_normal((int(m), len(mix))))
+            else:
+                mix.random_state = seed + c  # what GaussianMixture.sample draws with
+                zs.append(mix.sample(int(m))[0])
+            cs.append(np.full(int(m), c))
+        z, cl = np.concatenate(zs).astype(np.float32), np.concatenate(cs)
+        order = np.random.default_rng(seed).permutation(len(z))  # GMM.sample groups by component
+        return z[order], cl[order]
+
+
 def sample_latent(Z: np.ndarray, labels: np.ndarray, counts: np.ndarray, components: int,
                   seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per cluster c, draw counts[c] points from a Gaussian mixture fitted to Z[labels == c] (to
-    a seeded sample of GMM_FIT_AT_MOST of them in a bigger cluster).
-
-    Returns:
-        (z (n, D), cluster (n,)).
-    """
-    zs, cs = [], []
-    for c, m in enumerate(counts):
-        if m == 0:
-            continue
-        Zc = Z[labels == c]
-        if len(Zc) > GMM_FIT_AT_MOST:  # a few components in z need no more; EM time grows with the rows
-            Zc = Zc[np.sort(np.random.default_rng(seed + c).choice(len(Zc), GMM_FIT_AT_MOST, replace=False))]
-        Zc = Zc.astype(np.float64)  # float32 covariances come out slightly asymmetric
-        if len(Zc) < 2:  # a cluster of one window: no covariance to fit; sample around it
-            rng = np.random.default_rng(seed + c)
-            zs.append(Zc[0] + np.sqrt(1e-3) * rng.standard_normal((int(m), Zc.shape[1])))
-            cs.append(np.full(int(m), c))
-            continue
-        gm = GaussianMixture(n_components=max(1, min(components, len(Zc) // 10)), covariance_type="full",
-                             reg_covar=1e-3, random_state=seed + c).fit(Zc)
-        zs.append(gm.sample(int(m))[0])
-        cs.append(np.full(int(m), c))
-    z, cl = np.concatenate(zs).astype(np.float32), np.concatenate(cs)
-    order = np.random.default_rng(seed).permutation(len(z))  # GMM.sample groups by component
-    return z[order], cl[order]
+    """counts[c] draws from a Gaussian mixture fitted to Z[labels == c] (LatentMixtures, fitted and
+    sampled with `seed`): (z (n, D), cluster (n,))."""
+    return LatentMixtures(Z, labels, components, seed).sample(counts, seed)
 
 
 class Generator:
@@ -87,6 +103,7 @@ class Generator:
         self.method, self.cfg, self.seed, self.ae, self.Z, self.X, self.labels = method, cfg, seed, ae, Z, X, labels
         self.steps = X.shape[1]
         self.gan, self.history = gan, []
+        self.mixtures = LatentMixtures(Z, labels, cfg.components, seed)
         if method == "timegan" and gan is None:
             sched = GANSchedule(iterations=cfg.gan_iterations, batch_size=cfg.gan_batch_size, mmd=cfg.gan_mmd)
             self.gan, self.history = train_timegan(X, labels, hidden=cfg.gan_hidden, layers=cfg.gan_layers, cell=cfg.gan_cell,
@@ -95,7 +112,7 @@ class Generator:
     def sample(self, counts: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """counts per cluster -> (standardised windows (n, T, C), cluster (n,)), shuffled."""
         if self.gan is None:
-            z, cl = sample_latent(self.Z, self.labels, counts, self.cfg.components, seed)
+            z, cl = self.mixtures.sample(counts, seed)
             x = self.ae.decode(z, steps=self.steps)
             if self.cfg.noise != "none":
                 x += self._residuals(cl, seed, z if self.cfg.noise == "nearest" else None)

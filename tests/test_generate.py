@@ -188,6 +188,33 @@ def test_timegan_samples_from_the_averaged_generator_and_reports_its_checks():
     assert hist[-1]["mmd"] > 0
 
 
+@pytest.mark.parametrize("threshold,updates", [(float("inf"), 1), (0.0, 6)])
+def test_the_discriminator_is_updated_while_its_last_loss_is_above_the_threshold(monkeypatch, threshold, updates):
+    """The decision reads the discriminator's loss of the iteration before (no wait on a GPU's
+    queue): the first iteration always updates; a loss never above the threshold stops it there."""
+    import tsatlas.gan as gan
+
+    steps = []
+
+    class Counted(torch.optim.Adam):
+        def step(self, closure=None):
+            steps.append(id(self))
+            return super().step(closure)
+
+    monkeypatch.setattr(gan.torch.optim, "Adam", Counted)
+    model, _ = train_timegan(_sines(32, 2, 0), hidden=4, layers=1, device="cpu",
+                             schedule=GANSchedule(iterations=6, batch_size=16, d_threshold=threshold))
+    optimisers = list(dict.fromkeys(steps))  # in order of first step: embedder, supervisor, generator, discriminator
+    assert len(optimisers) == 4 and steps.count(optimisers[3]) == updates
+
+
+def test_lagged_reads_give_the_value_of_the_call_before():
+    from tsatlas.gan import _Lagged
+
+    lag = _Lagged(torch.device("cpu"))
+    assert [lag.swap(torch.tensor(v)) for v in (1.0, 2.0, 3.0)] == [None, 1.0, 2.0]
+
+
 def test_post_hoc_metrics_on_long_windows_run_the_bounded_plan(monkeypatch):
     """Windows of 427 steps (the case that took 30 minutes): at most 2,000 windows, and GRUs over
     at most 24 recurrent steps, 18 steps read at a time."""

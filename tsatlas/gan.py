@@ -38,7 +38,7 @@ class GANSchedule:
     batch_size: int = GenerateConfig.model_fields["gan_batch_size"].default
     lr: float = 1e-3
     gamma: float = 1.0        # weight of the unsupervised loss on E_hat
-    d_threshold: float = 0.15  # the discriminator is only updated while its loss is above this
+    d_threshold: float = 0.15  # the discriminator is only updated while its loss (one iteration before) is above this
     mmd: float = GenerateConfig.model_fields["gan_mmd"].default  # weight of the two-sample loss (generator)
     mmd_channels: bool = True  # also each channel's increments on their own (a narrow, spiky channel's roughness)
     ema: float = 0.99          # decay of the moving average of generator and supervisor weights sampled from (0: off)
@@ -60,7 +60,32 @@ def mmd(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _batch(n: int, size: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    return torch.randint(0, n, (min(size, n),), generator=gen).to(device)
+    return torch.randint(0, n, (min(size, n),), generator=gen, device=device)
+
+
+class _Lagged:
+    """A device scalar read on the host one iteration later. A plain read (`.item()`) waits until
+    the device has run everything queued; on CUDA the value is copied to pinned memory behind an
+    event instead, and the next read waits for that event only, long done by then."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.host = torch.zeros((), pin_memory=self.cuda)
+        self.event = torch.cuda.Event() if self.cuda else None
+        self.pending = False
+
+    def swap(self, value: torch.Tensor) -> float | None:
+        """The value given at the previous call (None at the first); starts the copy of this one."""
+        last = None
+        if self.pending:
+            if self.event is not None:
+                self.event.synchronize()
+            last = float(self.host)
+        self.host.copy_(value.detach(), non_blocking=self.cuda)
+        if self.event is not None:
+            self.event.record()
+        self.pending = True
+        return last
 
 
 def train_timegan(X: np.ndarray, clusters: np.ndarray | None = None, *,
@@ -79,7 +104,8 @@ def train_timegan(X: np.ndarray, clusters: np.ndarray | None = None, *,
     s = schedule or GANSchedule()
     dev = pick_device(device)
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
+    # batches and noise are drawn on the device (on a CPU, the same stream as a CPU generator's)
+    gen = torch.Generator(device=dev).manual_seed(seed)
     n, T, C = X.shape
     c_all = np.zeros(n, np.int64) if clusters is None else np.asarray(clusters, np.int64)
     k = int(c_all.max()) + 1
@@ -109,8 +135,9 @@ def train_timegan(X: np.ndarray, clusters: np.ndarray | None = None, *,
     bce = nn.BCEWithLogitsLoss()
 
     def noise(b: int) -> torch.Tensor:
-        return torch.rand(b, T, m.noise_dim, generator=gen).to(dev)
+        return torch.rand(b, T, m.noise_dim, generator=gen, device=dev)
 
+    d_seen = _Lagged(dev)
     t0 = time.perf_counter()
     for it in range(s.iterations):  # phase 1: autoencoding
         idx = _batch(n, s.batch_size, gen, dev)
@@ -175,7 +202,8 @@ def train_timegan(X: np.ndarray, clusters: np.ndarray | None = None, *,
         y_real, y_fake, y_fake_e = m.discriminate(torch.cat([h, h_hat, e_hat]), torch.cat([c, c, c])).split(len(idx))
         d_loss = (bce(y_real, torch.ones_like(y_real)) + bce(y_fake, torch.zeros_like(y_fake))
                   + s.gamma * bce(y_fake_e, torch.zeros_like(y_fake_e)))
-        if d_loss.item() > s.d_threshold:
+        last = d_seen.swap(d_loss)  # the loss of the iteration before: no wait on the device here
+        if last is None or last > s.d_threshold:
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()

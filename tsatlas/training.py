@@ -101,12 +101,12 @@ def evaluate(model: nn.Module, loss_fn: LossFn, X: Rows | torch.Tensor, batch_si
     model.eval()
     rank, size = world()
     X = X.subset(slice(rank, None, size)) if isinstance(X, Rows) else X[rank::size]
-    total = 0.0
+    total = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: one sync, not one per batch
     for i in range(0, len(X), batch_size):
         xb = _batch(X, torch.arange(i, min(i + batch_size, len(X))))
         with autocast(device):
-            total += float(loss_fn(model, xb)) * len(xb)
-    total, n = _sum_across(total, float(len(X)), device=device)
+            total += loss_fn(model, xb).detach().double() * len(xb)
+    total, n = _sum_across(float(total), float(len(X)), device=device)
     return total / max(n, 1)
 
 

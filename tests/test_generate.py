@@ -25,12 +25,19 @@ def test_latent_samples_stay_near_their_cluster():
     assert np.all(np.sign(z[:, 0]) == np.where(cl == 0, -1, 1))
 
 
-def test_a_big_cluster_fits_its_mixture_on_a_sample(monkeypatch):
+@pytest.fixture
+def fitted(monkeypatch) -> list[int]:
+    """The row count of every latent Gaussian mixture fitted while the test runs."""
+    import tsatlas.generation as gen
+    rows: list[int] = []
+    real_fit = gen.GaussianMixture.fit
+    monkeypatch.setattr(gen.GaussianMixture, "fit", lambda self, X, y=None: rows.append(len(X)) or real_fit(self, X))
+    return rows
+
+
+def test_a_big_cluster_fits_its_mixture_on_a_sample(monkeypatch, fitted):
     import tsatlas.generation as gen
     monkeypatch.setattr(gen, "GMM_FIT_AT_MOST", 100)
-    fitted = []
-    real_fit = gen.GaussianMixture.fit
-    monkeypatch.setattr(gen.GaussianMixture, "fit", lambda self, X, y=None: fitted.append(len(X)) or real_fit(self, X))
     rng = np.random.default_rng(0)
     Z = np.concatenate([rng.normal(-5, 0.1, (1000, 2)), rng.normal(5, 0.1, (60, 2))])
     labels = np.repeat([0, 1], [1000, 60])
@@ -41,11 +48,7 @@ def test_a_big_cluster_fits_its_mixture_on_a_sample(monkeypatch):
     np.testing.assert_array_equal(again, z)  # the sample is seeded
 
 
-def test_each_cluster_mixture_is_fitted_once_and_sampled_per_seed(monkeypatch):
-    import tsatlas.generation as gen
-    fitted = []
-    real_fit = gen.GaussianMixture.fit
-    monkeypatch.setattr(gen.GaussianMixture, "fit", lambda self, X, y=None: fitted.append(len(X)) or real_fit(self, X))
+def test_each_cluster_mixture_is_fitted_once_and_sampled_per_seed(fitted):
     rng = np.random.default_rng(0)
     Z = np.concatenate([rng.normal(-5, 0.1, (50, 2)), rng.normal(5, 0.1, (30, 2))])
     labels = np.repeat([0, 1], [50, 30])

@@ -49,6 +49,7 @@ def ours(X, device, batch, epochs, cell):
                         val_fraction=0.05, device=device.type, patch=1, objective="reconstruction")  # bare()'s network and loss
     ae.fit(X)
     n_train = len(ae.split(len(X))[0])
+    n_train *= max(1, -(-ae.min_batches * batch // n_train))  # a small set is passed over several times an epoch
     secs = [h["seconds"] for h in ae.history_[1:]]
     sync(device)
     t0 = time.perf_counter()

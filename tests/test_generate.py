@@ -53,7 +53,7 @@ def test_each_cluster_mixture_is_fitted_once_and_sampled_per_seed(fitted):
     Z = np.concatenate([rng.normal(-5, 0.1, (50, 2)), rng.normal(5, 0.1, (30, 2))])
     labels = np.repeat([0, 1], [50, 30])
     mix = LatentMixtures(Z, labels, components=2, seed=0)
-    first, cl = mix.sample(np.array([4, 4]), seed=0)
+    first, _ = mix.sample(np.array([4, 4]), seed=0)
     other, _ = mix.sample(np.array([4, 4]), seed=1)  # what the evaluation draws: the same mixtures, another seed
     again, _ = mix.sample(np.array([4, 4]), seed=0)
     assert fitted == [50, 30]
@@ -195,7 +195,7 @@ def test_timegan_samples_from_the_averaged_generator_and_reports_its_checks():
 def test_the_discriminator_is_updated_while_its_last_loss_is_above_the_threshold(monkeypatch, threshold, updates):
     """The decision reads the discriminator's loss of the iteration before (no wait on a GPU's
     queue): the first iteration always updates; a loss never above the threshold stops it there."""
-    import tsatlas.gan as gan
+    from tsatlas import gan
 
     steps = []
 
@@ -205,8 +205,8 @@ def test_the_discriminator_is_updated_while_its_last_loss_is_above_the_threshold
             return super().step(closure)
 
     monkeypatch.setattr(gan.torch.optim, "Adam", Counted)
-    model, _ = train_timegan(_sines(32, 2, 0), hidden=4, layers=1, device="cpu",
-                             schedule=GANSchedule(iterations=6, batch_size=16, d_threshold=threshold))
+    train_timegan(_sines(32, 2, 0), hidden=4, layers=1, device="cpu",
+                  schedule=GANSchedule(iterations=6, batch_size=16, d_threshold=threshold))
     optimisers = list(dict.fromkeys(steps))  # in order of first step: embedder, supervisor, generator, discriminator
     assert len(optimisers) == 4 and steps.count(optimisers[3]) == updates
 

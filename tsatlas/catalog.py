@@ -25,6 +25,8 @@ import logging
 import os
 import pickle
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -315,17 +317,24 @@ def write_model(w: StageWriter, model_bytes: bytes, history: list[dict[str, Any]
 _MODELS: dict[tuple[str, str, str], Any] = {}
 
 
+@contextmanager
+def _refused(ref: Any, what: str) -> Iterator[None]:
+    """Weights that torch.load(weights_only=True) will not take (a pickle, a tampered file) become
+    a CorruptArtifactError naming the artifact."""
+    try:
+        yield
+    except (pickle.UnpicklingError, RuntimeError) as e:
+        raise CorruptArtifactError(f"{ref.uri}: refused to load {what} ({str(e).splitlines()[0][:160]})") from None
+
+
 def read_model(store: Store, ref: ModelRef, device: str = "auto") -> Any:
     """The trained RNNAutoencoder (weights loaded with weights_only=True); once per process."""
     from tsatlas.autoencoder import RNNAutoencoder
 
     memo_key = (store.root, ref.sha256, device)
     if memo_key not in _MODELS:
-        try:
+        with _refused(ref, "model weights"):
             _MODELS[memo_key] = RNNAutoencoder.from_bytes(_read_bytes(store, ref, MODEL), device=device)
-        except (pickle.UnpicklingError, RuntimeError) as e:
-            raise CorruptArtifactError(f"{ref.uri}: refused to load model weights "
-                                       f"({str(e).splitlines()[0][:160]})") from None
     return _MODELS[memo_key]
 
 
@@ -422,10 +431,8 @@ def read_timegan(store: Store, ref: SyntheticRef, n_channels: int, n_classes: in
 
     model = TimeGAN(TimeGANConfig(n_channels=n_channels, n_classes=n_classes, hidden=cfg.gan_hidden,
                                   layers=cfg.gan_layers, cell=cfg.gan_cell))
-    try:
+    with _refused(ref, "TimeGAN weights"):
         model.load_state_dict(torch.load(io.BytesIO(_read_bytes(store, ref, TIMEGAN)), weights_only=True))
-    except (pickle.UnpicklingError, RuntimeError) as e:
-        raise CorruptArtifactError(f"{ref.uri}: refused to load TimeGAN weights ({str(e).splitlines()[0][:160]})") from None
     return model.eval()
 
 

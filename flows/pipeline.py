@@ -64,7 +64,7 @@ def atlas(
     data = resolve_data(fill_data_path(data, ingest.start, ingest.stop))
     at = dict(root=root, credentials=credentials)
     ing = ingest_task(data, cfg=ingest, **at)
-    win = windows_task(ing, cfg=windows, **at)
+    win = windows_task(ing, cfg=windows, source=data, **at)
     model = train_task(win, cfg=train, seed=seed, clusters=cluster, **at)
     emb = embed_task(win, model, device=train.device, **at)
     clu = cluster_task(emb, cfg=cluster, seed=seed, **at)

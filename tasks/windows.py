@@ -13,14 +13,15 @@ from tsatlas.windowing import write_windows
 
 @task(name="windows", **STAGE_TASK)
 def windows_task(ingested: catalog.IngestRef, root: str, cfg: WindowsConfig,
-                 credentials: str | None = None) -> catalog.WindowsRef:
-    """Windows of every series and the fitted scaler; reused when already done."""
+                 credentials: str | None = None, source: str | None = None) -> catalog.WindowsRef:
+    """Windows of every series and the fitted scaler; reused when already done. `source`: the
+    input's name in messages (the user's data path; default: the ingested table in the store)."""
     store = open_store(root, credentials)
 
     def compute(w):
         src = catalog.series_path(store, ingested)
         with w.local_file(catalog.WINDOWS) as path:
-            facts, scaler = write_windows(src, ingested.channels, cfg, path, source=ingested.uri)
+            facts, scaler = write_windows(src, ingested.channels, cfg, path, source=source or ingested.uri)
         catalog.write_scaler(w, scaler)
         return catalog.finish(w, catalog.WINDOWS, facts["shape"][0], **facts)
 

@@ -54,7 +54,7 @@ def _bad_inputs(tmp_path):
         (str(tmp_path / "missing.csv"), "missing.csv: file not found"),
         (str(empty), "empty.csv: file is empty"),
         (str(nonum), "nonum.csv: column 'site', row 2: value 'x' is not a number"),
-        (str(short), "every series is shorter than windows.length=16"),
+        (str(short), "short.csv: every series is shorter than windows.length=16"),
     ]
 
 

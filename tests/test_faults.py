@@ -63,7 +63,7 @@ def _case(tmp_path, name):
         bad.loc[0, "timestamp"] = bad.loc[0, "timestamp"] + "Z"
         return ["--data", _csv(f, bad)], "mixed_time_zones.csv: column 'timestamp', row 3"
     if name == "all_series_short":
-        return ["--data", _csv(f, long), "--set", "windows.length=50"], "every series is shorter than windows.length=50"
+        return ["--data", _csv(f, long), "--set", "windows.length=50"], "all_series_short.csv: every series is shorter than windows.length=50"
     if name == "k_above_windows":
         return ["--data", _csv(f, long), "--set", "cluster.k=500"], "cluster.k=500 exceeds the number of windows (8)"
     if name == "length_zero":

@@ -76,6 +76,24 @@ def test_duplicate_timestamps(tmp_path):
         ingest_table(_write(df, tmp_path / "d.csv"), IngestConfig())
 
 
+@pytest.mark.parametrize("sep,decimal", [(";", ","), (";", "."), ("\t", "."), ("|", ",")])
+def test_separator_and_decimal_comma_are_found(tmp_path, sep, decimal):
+    df = make_long(n_series=2, steps=20, label=False)
+    path = tmp_path / "d.csv"
+    df.to_csv(path, index=False, sep=sep, decimal=decimal)
+    assert (decimal == ",") == ("," in path.read_text().splitlines()[1])  # the file is what it claims
+    got, want = ingest_table(str(path), IngestConfig()), ingest_table(_write(df, tmp_path / "ref.csv"), IngestConfig())
+    assert got.channels == want.channels == ["ch0", "ch1"]
+    pd.testing.assert_frame_equal(got.frame, want.frame)
+
+
+def test_off_grid_timestamp_names_the_step(tmp_path):
+    df = make_long(n_series=1, steps=20, label=False)
+    df.loc[7, "timestamp"] += pd.Timedelta("13min")
+    with pytest.raises(InputError, match=r"is off the regular grid \(one step = 01:00:00, the median spacing; set ingest\.freq"):
+        ingest_table(_write(df, tmp_path / "g.csv"), IngestConfig())
+
+
 @pytest.mark.parametrize("content,message", [
     (None, "file not found"),
     ("", "file is empty"),

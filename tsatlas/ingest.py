@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,16 +132,39 @@ _NA_TEXT = ["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan"
             "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"]
 
 
+_SEPARATORS = ",;\t|"
+
+
+def _csv_dialect(f: Any) -> dict[str, str]:
+    """The field separator and decimal mark, from the first lines: the separator is the one of
+    , ; tab | that the header holds most often (a comma when it holds none); with another
+    separator than the comma, numbers written 1,5 in the first data line mean a decimal comma
+    (spreadsheets in much of Europe write `a;1,5`)."""
+    head = f.read(1 << 16)
+    f.seek(0)
+    lines = (head.decode("utf-8", errors="replace") if isinstance(head, bytes) else head).splitlines()[:2]
+    if not lines:
+        return {"sep": ",", "decimal": "."}
+    sep = max(_SEPARATORS, key=lines[0].count)
+    if lines[0].count(sep) == 0:
+        sep = ","
+    field = rf"(?:^|{re.escape(sep)})\s*-?\d+,\d+\s*(?:$|{re.escape(sep)})"
+    comma = sep != "," and len(lines) > 1 and re.search(field, lines[1]) is not None
+    return {"sep": sep, "decimal": "," if comma else "."}
+
+
 def _read_csv(f: Any, cfg: IngestConfig | None) -> pd.DataFrame:
     """A CSV whose id column is read as text exactly as written: "NA", "null" and "01" stay
-    distinct ids (an empty id is refused later, naming its row)."""
+    distinct ids (an empty id is refused later, naming its row). Separator and decimal mark as
+    _csv_dialect finds them."""
     id_col = (cfg or IngestConfig()).id_column
-    header = pd.read_csv(f, nrows=0)
+    dialect = _csv_dialect(f)
+    header = pd.read_csv(f, nrows=0, **dialect)
     f.seek(0)
     if id_col not in header.columns:
-        return pd.read_csv(f)
+        return pd.read_csv(f, **dialect)
     na = {c: _NA_TEXT for c in header.columns if c != id_col}
-    return pd.read_csv(f, dtype={id_col: str}, keep_default_na=False, na_values=na)
+    return pd.read_csv(f, dtype={id_col: str}, keep_default_na=False, na_values=na, **dialect)
 
 
 def _ids(df: pd.DataFrame, col: str, source: str, row0: int) -> np.ndarray:
@@ -371,7 +395,10 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
         off = t[a:b] - t[a]
         if np.any(off % step):
             i = a + int(np.flatnonzero(off % step)[0])
-            raise InputError(f"{source}: series {s!r}: timestamp {long['timestamp'].iat[i]} is off the {step}-step grid (set ingest.freq)")
+            unit = str(pd.Timedelta(step)).removeprefix("0 days ") if is_time else step
+            how = "ingest.freq" if cfg.freq else "the median spacing; set ingest.freq to the right step"
+            raise InputError(f"{source}: series {s!r}: timestamp {long['timestamp'].iat[i]} is off the regular grid "
+                             f"(one step = {unit}, {how})")
         pos = off // step
         grid = np.full((int(pos[-1]) + 1, len(channels)), np.nan)
         grid[pos] = vals[a:b]

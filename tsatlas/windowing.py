@@ -110,7 +110,7 @@ def _standardise_rows(values: np.ndarray, bounds: np.ndarray, loc: np.ndarray, s
 
 
 def _too_short(series_id: str, steps: int, length: int) -> str:
-    return f"series {series_id!r} has {int(steps)} steps, fewer than windows.length={length}: skipped"
+    return f"series {str(series_id)!r} has {int(steps)} steps, fewer than windows.length={length}: skipped"
 
 
 def _safe(sd: np.ndarray, loc: np.ndarray) -> np.ndarray:

@@ -8,6 +8,11 @@ else benchmarks/results/), rewritten after every case so a run cut short keeps w
 and prints a Markdown table.
 
     python benchmarks/gpu_train.py [--out DIR] [--windows 100000] [--length 64] [--channels 4]
+
+On a card it also checks issue #14's targets: the loss gap CUDA vs CPU, the shipped default's
+speed-up over the CPU's threads at --windows, and the train stage against a bare bf16 loop at the
+batch `train.batch_size=auto` picks. `--dry-run` runs those cases on the CPU at small sizes (a
+minute or two), to check the script end to end before a card's time is spent on it.
 """
 
 from __future__ import annotations
@@ -88,13 +93,13 @@ def bare(X, device, batch, epochs, cell, bf16):
 LOSS_TOLERANCE = 0.10  # relative: bf16 autocast and cuDNN kernels must not cost more than this
 
 
-def loss_check(X, epochs, devices=("cpu", "cuda")):
-    """The default train config on the CPU and on CUDA, same data, seed and epochs (no early
-    stop): the CUDA run's best validation loss must be within LOSS_TOLERANCE of the CPU's.
+def loss_check(X, epochs, accel):
+    """The default train config on the CPU and on CUDA (`accel`), same data, seed and epochs (no
+    early stop): the CUDA run's best validation loss must be within LOSS_TOLERANCE of the CPU's.
     Also the default config's train windows/s on each (median of the epochs after the first)."""
-    out = {}
+    out, devices = {}, ("cpu", "cuda")
     for dev in devices:
-        ae = RNNAutoencoder(epochs=epochs, patience=epochs + 1, device=dev).fit(X)
+        ae = RNNAutoencoder(epochs=epochs, patience=epochs + 1, device=accel.type if dev == "cuda" else "cpu").fit(X)
         out[f"{dev}_val_loss"] = min(h["val_loss"] for h in ae.history_)
         out[f"{dev}_windows_per_s"] = len(ae.split(len(X))[0]) / statistics.median(h["seconds"] for h in ae.history_[1:])
     cpu, gpu = (out[f"{d}_val_loss"] for d in devices)
@@ -129,22 +134,26 @@ def default_fit(X, device, epochs=None):
     t0 = time.perf_counter()
     ae.embed(X, batch=8192 if device.type == "cuda" else 1024)
     sync(device)
+    n_train = len(ae.split(len(X))[0])
+    n_train *= max(1, -(-ae.min_batches * ae.batch_size_ // n_train))  # a small set is passed over several times an epoch
+    per_s = n_train / statistics.median(h["seconds"] for h in ae.history_[1:]) if len(ae.history_) > 1 else None
     return {"train_s": round(train_s, 2), "embed_s": round(time.perf_counter() - t0, 2), "epochs_run": len(ae.history_),
+            "train_windows_per_s": per_s,
             "batch": ae.batch_size_, "lr": ae.lr_, "best_val_loss": min(h["val_loss"] for h in ae.history_),
             "windows": len(X), "cell": "gru"}
 
 
-def timegan_stocks(device) -> dict:
+def timegan_stocks(device, iterations: int | None = None) -> dict:
     """The shipped TimeGAN (generate.method=timegan at its defaults) on Stocks, windows of 24,
     stride 1: training seconds on `device` and the discriminative scores of timegan_budget.py (2
     seeds, on the paper's min-max scale and on standardised channels as `tsatlas run` scores)."""
     from benchmarks.generation import stocks
     from benchmarks.timegan_budget import scores
-    from tsatlas.gan import sample_timegan, train_timegan
+    from tsatlas.gan import GANSchedule, sample_timegan, train_timegan
 
     X = stocks()
     t0 = time.perf_counter()
-    model, hist = train_timegan(X, None, seed=0, device=device.type)
+    model, hist = train_timegan(X, None, seed=0, device=device.type, schedule=GANSchedule(iterations=iterations) if iterations else None)
     sync(device)
     train_s = time.perf_counter() - t0
     S = sample_timegan(model, np.zeros(len(X), int), X.shape[1], seed=1)
@@ -159,21 +168,26 @@ def main() -> None:
     p.add_argument("--channels", type=int, default=4)
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--cpu-windows", type=int, default=20_000)
-    p.add_argument("--batches", default="256,1024,4096")
+    p.add_argument("--batches", default="256,1024,4096", help="also the batch train.batch_size=auto picks for --windows")
     p.add_argument("--results", action="store_true", help="also append the table to benchmarks/RESULTS.md")
     p.add_argument("--no-million", dest="million", action="store_false", help="skip the 1M-window train + embed")
     p.add_argument("--no-timegan", dest="timegan", action="store_false", help="skip the TimeGAN on Stocks")
+    p.add_argument("--dry-run", action="store_true", help="the card's cases on the CPU at small sizes: checks the "
+                   "script end to end where no card is lent (its numbers mean nothing)")
     p.add_argument("--out", default=os.environ.get("OUT", os.path.join(os.path.dirname(__file__), "results")),
                    help="folder for gpu_train.json (default: $OUT, else benchmarks/results)")
     args = p.parse_args()
     out_dir = args.out
     os.makedirs(out_dir, exist_ok=True)
-    gpu = torch.cuda.is_available()
-    info = {"torch": torch.__version__, "python": platform.python_version(), "cpu_threads": torch.get_num_threads(),
-            "device": torch.cuda.get_device_name(0) if gpu else "none",
+    if args.dry_run:
+        args.windows, args.epochs, args.cpu_windows = min(args.windows, 2000), 2, min(args.cpu_windows, 500)
+    gpu = torch.cuda.is_available() or args.dry_run
+    info = {"dry_run": args.dry_run, "torch": torch.__version__, "python": platform.python_version(), "cpu_threads": torch.get_num_threads(),
+            "device": "cpu (dry run)" if args.dry_run else torch.cuda.get_device_name(0) if gpu else "none",
             "bf16": bool(gpu and torch.cuda.is_bf16_supported()),
             "windows": args.windows, "length": args.length, "channels": args.channels, "epochs": args.epochs}
     X = data(args.windows, args.length, args.channels)
+    accel = torch.device("cpu" if args.dry_run else "cuda")
     rows = []
 
     def save() -> None:  # after every case: a run stopped by its time limit keeps what it measured
@@ -190,28 +204,37 @@ def main() -> None:
         except Exception as e:  # keep measuring the other configurations
             r = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-800:]}
         row = {"case": name, **{k: v for k, v in kw.items() if k not in ("X",)}, **r}
-        row["device"] = str(row["device"])
+        row["device"] = "cuda" if args.dry_run and row["device"] is accel else str(row["device"])
         rows.append(row)
         save()
         print(json.dumps(row), flush=True)
 
     if gpu:
-        cuda = torch.device("cuda")
-        for b in [int(x) for x in args.batches.split(",")]:
+        cuda = accel
+        from tsatlas.autoencoder import resolve_batch
+        auto = resolve_batch("auto", 1.0, cuda, len(RNNAutoencoder().split(len(X))[0]))[0]
+        info["auto_batch"] = auto  # issue #14: the default at >= 0.9x a bare bf16 loop at the batch it picks
+        for b in sorted({int(x) for x in args.batches.split(",")} | {auto}):
             record("tsatlas", ours, X=X, device=cuda, batch=b, epochs=args.epochs, cell="gru")
             record("bare-fp32", bare, X=X, device=cuda, batch=b, epochs=args.epochs, cell="gru", bf16=False)
             record("bare-bf16", bare, X=X, device=cuda, batch=b, epochs=args.epochs, cell="gru", bf16=True)
         record("tsatlas", ours, X=X, device=cuda, batch=1024, epochs=args.epochs, cell="lstm")
-        record("loss-check", lambda **kw: loss_check(X[:4000], 10), device=cuda, batch=64, cell="gru")
+        record("loss-check", lambda **kw: loss_check(X[:4000], 2 if args.dry_run else 10, accel), device=cuda, batch=64,
+               cell="gru")
         # where batch_size=auto picks a large batch on the card (32,000 training windows: 1024, lr x4)
-        record("loss-check-auto", lambda **kw: loss_check(X[:40000], 5), device=cuda, batch="auto", cell="gru")
+        record("loss-check-auto", lambda **kw: loss_check(X[:40000], 2 if args.dry_run else 5, accel), device=cuda,
+               batch="auto", cell="gru")
         Xb = bundled_windows()
         for dev in (cuda, torch.device("cpu")):  # the bundled run's train stage, as shipped (early stopping)
             record("bundled-default", lambda device, **kw: default_fit(Xb, device), device=dev, batch="auto", cell="gru")
         if args.timegan:  # issue #14: below 0.08 on a card
-            record("timegan-stocks", lambda device, **kw: timegan_stocks(device), device=cuda, batch=128, cell="gru")
+            record("timegan-stocks", lambda device, **kw: timegan_stocks(device, 3 if args.dry_run else None), device=cuda,
+                   batch=128, cell="gru")
+        for dev in (cuda, torch.device("cpu")):  # the shipped default at --windows: >= 10x the CPU's threads on the card
+            record("default-epochs", lambda device, **kw: default_fit(X, device, epochs=3), device=dev, batch="auto",
+                   cell="gru")
         if args.million:  # 1M windows: train (3 epochs) + embed at the default config
-            Xm = data(1_000_000, args.length, args.channels, seed=1)
+            Xm = data(4000 if args.dry_run else 1_000_000, args.length, args.channels, seed=1)
             record("1M-default", lambda device, **kw: default_fit(Xm, device, epochs=3), device=cuda, batch="auto",
                    cell="gru")
     cpu = torch.device("cpu")
@@ -226,7 +249,7 @@ def main() -> None:
         lines.append(f"| {r['case']} | {r['device']} | {r['cell']} | {r['batch']} | "
                      f"{r.get('train_windows_per_s', float('nan')):,.0f} | {r.get('embed_windows_per_s', float('nan')):,.0f} |"
                      + (f" {r['error'][:80]}" if "error" in r else ""))
-    defaults = [r for r in rows if r["case"] in ("bundled-default", "1M-default")]
+    defaults = [r for r in rows if r["case"] in ("bundled-default", "default-epochs", "1M-default")]
     if defaults:
         lines += ["", "| default config | device | windows | batch (auto) | lr | epochs run | train s | embed s | "
                   "best val loss |", "|---|---|---|---|---|---|---|---|---|"]
@@ -234,6 +257,16 @@ def main() -> None:
             lines.append(f"| {r['case']} | {r['device']} | " + (f"{r['error'][:80]} |" if "error" in r else
                          f"{r['windows']:,} | {r['batch']} | {r['lr']:.3g} | {r['epochs_run']} | {r['train_s']} | "
                          f"{r['embed_s']} | {r['best_val_loss']:.4f} |"))
+    speed = {r["device"]: r.get("train_windows_per_s") for r in rows if r["case"] == "default-epochs" and "error" not in r}
+    if speed.get("cuda") and speed.get("cpu"):
+        lines += ["", f"Shipped default at {args.windows:,} windows (median epoch after the first, 3 epochs): "
+                  f"{speed['cuda']:,.0f} train windows/s on CUDA, {speed['cpu']:,.0f} on the CPU "
+                  f"({info['cpu_threads']} threads): {speed['cuda'] / speed['cpu']:.1f}x (target: at least 10x)."]
+    at = {r["case"]: r.get("train_windows_per_s") for r in rows
+          if r["device"] == "cuda" and r.get("batch") == info.get("auto_batch") and r["case"] in ("tsatlas", "bare-bf16")}
+    if at.get("tsatlas") and at.get("bare-bf16"):
+        lines += ["", f"At the batch auto picks for {args.windows:,} windows ({info['auto_batch']}): the train stage "
+                  f"{at['tsatlas'] / at['bare-bf16']:.2f}x the bare bf16 loop (target: at least 0.9x)."]
     for r in rows:
         if r["case"] == "timegan-stocks":
             lines += ["", f"TimeGAN on Stocks at its defaults ({r['device']}): " + (r["error"][:80] if "error" in r else
@@ -241,7 +274,9 @@ def main() -> None:
                       f"score {r['discriminative']['mean']:.3f} +- {r['discriminative']['std']:.3f} min-max, "
                       f"{r['discriminative_standardised']['mean']:.3f} standardised")]
     print("\n".join(lines))
-    if args.results:
+    if args.results and args.dry_run:
+        print("--dry-run: nothing written to RESULTS.md (its numbers are the CPU's)")
+    elif args.results:
         from benchmarks.common import write_results
         ratio = {r["device"]: r["train_windows_per_s"] for r in rows if r["case"] == "tsatlas" and r["batch"] == 256}
         bare_cpu = next((r["train_windows_per_s"] for r in rows if r["case"] == "bare-fp32" and r["device"] == "cpu"), None)

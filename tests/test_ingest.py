@@ -87,6 +87,15 @@ def test_separator_and_decimal_comma_are_found(tmp_path, sep, decimal):
     pd.testing.assert_frame_equal(got.frame, want.frame)
 
 
+@pytest.mark.parametrize("suffix", ["gz", "bz2", "xz"])
+def test_compressed_csv_reads_as_the_plain_one(tmp_path, suffix):
+    df = make_long(n_series=2, steps=20, label=False)
+    path = tmp_path / f"d.csv.{suffix}"
+    df.to_csv(path, index=False, sep=";")  # pandas compresses by the suffix
+    got, want = ingest_table(str(path), IngestConfig()), ingest_table(_write(df, tmp_path / "ref.csv"), IngestConfig())
+    pd.testing.assert_frame_equal(got.frame, want.frame)
+
+
 def test_off_grid_timestamp_names_the_step(tmp_path):
     df = make_long(n_series=1, steps=20, label=False)
     df.loc[7, "timestamp"] += pd.Timedelta("13min")

@@ -99,14 +99,15 @@ def _time_filters(schema: pa.Schema, cfg: IngestConfig | None) -> list[tuple] | 
 
 
 def read_table(uri: str, storage_options: dict[str, Any] | None = None, cfg: IngestConfig | None = None) -> pd.DataFrame:
-    """Read CSV (any other suffix) or Parquet (.parquet/.pq) from a path or fsspec URL.
+    """Read CSV (any other suffix; compressed when it ends .gz, .bz2, .xz, .zip ...) or Parquet
+    (.parquet/.pq) from a path or fsspec URL.
 
     With cfg.start/end, Parquet is read with row-group predicates on the time column, so only
     the partition's row groups are decoded; CSV is read whole and clipped after.
     """
     is_parquet = uri.lower().endswith((".parquet", ".pq"))
     try:
-        with fsspec.open(uri, "rb", **fs_options(uri, storage_options)) as f:
+        with fsspec.open(uri, "rb", compression=None if is_parquet else "infer", **fs_options(uri, storage_options)) as f:
             if is_parquet:
                 pf = pq.ParquetFile(f)
                 df = pq.read_table(f, filters=_time_filters(pf.schema_arrow, cfg)).to_pandas()

@@ -96,6 +96,44 @@ def test_compressed_csv_reads_as_the_plain_one(tmp_path, suffix):
     pd.testing.assert_frame_equal(got.frame, want.frame)
 
 
+def _dated(form, steps=40):
+    df = make_long(n_series=2, steps=steps, label=False)
+    when = df["timestamp"]
+    df["timestamp"] = pd.to_datetime(when).dt.strftime(form)
+    return df, when
+
+
+@pytest.mark.parametrize("form", ["%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M", "%d.%m.%Y %H:%M:%S"])
+def test_common_time_forms_read_when_only_one_fits(tmp_path, form):
+    df, when = _dated(form)  # hourly over 40 h: days 1-2 only, but the hours tell the forms apart
+    df["timestamp"] = pd.to_datetime(when + pd.Timedelta("12D")).dt.strftime(form)  # day 13-14: not a month
+    out = ingest_table(_write(df, tmp_path / "d.csv"), IngestConfig())
+    want = ingest_table(_write(df.assign(timestamp=when + pd.Timedelta("12D")), tmp_path / "iso.csv"), IngestConfig())
+    pd.testing.assert_frame_equal(out.frame, want.frame)
+
+
+def test_ambiguous_dates_are_an_error_until_the_form_is_given(tmp_path):
+    df = make_long(n_series=1, steps=10, label=False)
+    days = pd.date_range("2024-01-01", periods=10, freq="D")
+    df["timestamp"] = days.strftime("%d/%m/%Y")  # 01/01 .. 10/01: day-first and month-first both read them
+    path = _write(df, tmp_path / "a.csv")
+    with pytest.raises(InputError, match=r"a\.csv: column 'timestamp': its dates .* read as %d/%m/%Y and as %m/%d/%Y; "
+                                         r"set ingest\.time_format"):
+        ingest_table(path, IngestConfig())
+    out = ingest_table(path, IngestConfig(time_format="%d/%m/%Y"))
+    assert (out.frame["timestamp"].dt.tz_convert(None).to_numpy() == days.to_numpy()).all()
+    with pytest.raises(InputError, match=r"row 2: '01/01/2024' does not match ingest\.time_format='%Y-%m-%d'"):
+        ingest_table(path, IngestConfig(time_format="%Y-%m-%d"))
+
+
+def test_unreadable_time_says_what_is_read(tmp_path):
+    df = make_long(n_series=1, steps=10, label=False)
+    df["timestamp"] = pd.date_range("2024-01-01", periods=10, freq="h").strftime("%Y-%m-%d %H:%M").astype(object)
+    df.loc[3, "timestamp"] = "yesterday"
+    with pytest.raises(InputError, match=r"row 5: 'yesterday' is not a timestamp: neither ISO 8601 .*set ingest\.time_format"):
+        ingest_table(_write(df, tmp_path / "t.csv"), IngestConfig())
+
+
 def test_off_grid_timestamp_names_the_step(tmp_path):
     df = make_long(n_series=1, steps=20, label=False)
     df.loc[7, "timestamp"] += pd.Timedelta("13min")

@@ -57,6 +57,9 @@ class IngestConfig(_Section):
     )
     channels: list[str] | None = Field(None, description="Channel columns to use; default: every column but id, time and label.")
     label_column: str = Field("label", description="Optional per-series label, kept for evaluation only.")
+    time_format: str | None = Field(None, pattern=r"%", description="strftime form of the time column's text, e.g. "
+                                    "'%d/%m/%Y %H:%M'; default: ISO 8601, else the one common day-first or month-first "
+                                    "form that reads every value.")
     freq: str | None = Field(None, pattern=_FREQ, description="Grid step, e.g. '1h', '15min' or '1' for integer "
                              "steps; default: the median step.")
     max_gap: int = Field(3, ge=0, le=10_000, description="Longest run of missing steps that is filled by interpolation.")

@@ -195,7 +195,36 @@ def _numeric(df: pd.DataFrame, col: str, source: str, header_offset: int) -> np.
     return num.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _time(df: pd.DataFrame, col: str, source: str, row0: int = 2) -> pd.Series:
+# Text forms tried, in this order, for a time column that is not ISO 8601: the date forms
+# spreadsheets write, alone or with a time of day. One that reads every value is used; two that
+# read every value differently (01/02/2024: 1 February or 2 January?) are an error.
+_DATE_FORMS = ("%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%Y", "%m-%d-%Y")
+_TIME_FORMS = ("", " %H:%M", " %H:%M:%S")
+
+
+def _time_form(s: pd.Series, col: str, source: str) -> pd.Series | None:
+    """The column parsed with the one form of _DATE_FORMS x _TIME_FORMS that reads every value;
+    None when none does."""
+    fits: dict[str, pd.Series] = {}
+    for form in (d + t for d in _DATE_FORMS for t in _TIME_FORMS):
+        try:
+            parsed = pd.to_datetime(s, utc=True, format=form)
+        except (ValueError, TypeError):
+            continue
+        if not any(parsed.equals(p) for p in fits.values()):
+            fits[form] = parsed
+    if len(fits) > 1:
+        raise InputError(f"{source}: column {col!r}: its dates (such as {s.iloc[0]!r}) read as {' and as '.join(fits)}; "
+                         f"set ingest.time_format to the one meant")
+    for form, parsed in fits.items():
+        log.info("ingest: %s: column %r read as %s", redact(source), col, form)
+        return parsed
+    return None
+
+
+def _time(df: pd.DataFrame, col: str, source: str, row0: int = 2, form: str | None = None) -> pd.Series:
+    """The time column: integer steps, or timestamps (ISO 8601, `form` when given, else the one
+    common text form that reads every value), in UTC."""
     s = df[col]
     if pd.api.types.is_integer_dtype(s) or pd.api.types.is_float_dtype(s):
         if s.isna().any() or not np.all(np.mod(s.to_numpy(), 1) == 0):
@@ -208,11 +237,16 @@ def _time(df: pd.DataFrame, col: str, source: str, row0: int = 2) -> pd.Series:
         raise InputError(f"{source}: column {col!r}, row {i + row0}: {s.iloc[i]!r} mixes time zones: it has "
                          f"{'no' if aware[0] else 'a'} UTC offset, row {row0} has {'one' if aware[0] else 'none'}")
     try:
-        parsed = pd.to_datetime(s, utc=True, format="ISO8601")
+        parsed = pd.to_datetime(s, utc=True, format=form or "ISO8601")
     except (ValueError, TypeError):
-        parsed = pd.to_datetime(s, utc=True, errors="coerce", format="ISO8601")
-        i = int(np.flatnonzero(parsed.isna().to_numpy())[0])
-        raise InputError(f"{source}: column {col!r}, row {i + row0}: {s.iloc[i]!r} is not a timestamp") from None
+        parsed = None if form else _time_form(s, col, source)
+        if parsed is None:
+            coerced = pd.to_datetime(s, utc=True, errors="coerce", format=form or "ISO8601")
+            i = int(np.flatnonzero((coerced.isna() & s.notna()).to_numpy())[0])
+            what = (f"does not match ingest.time_format={form!r}" if form else "is not a timestamp: neither ISO 8601 "
+                    "(2024-01-31, 2024-01-31 13:00) nor a common form such as 31/01/2024 13:00 (set "
+                    "ingest.time_format, e.g. '%d/%m/%Y %H:%M')")
+            raise InputError(f"{source}: column {col!r}, row {i + row0}: {s.iloc[i]!r} {what}") from None
     lo, hi = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
     outside = ((parsed < lo) | (parsed > hi)).to_numpy()
     if outside.any():
@@ -295,7 +329,7 @@ def to_long(df: pd.DataFrame, cfg: IngestConfig, source: str, row0: int = 2) -> 
     if not channels:
         raise InputError(f"{source}: no numeric channel column (columns: {', '.join(df.columns)})")
     values = {c: _numeric(df, c, source, row0) for c in channels}
-    t = _time(df, time_col, source, row0) if time_col is not None else None
+    t = _time(df, time_col, source, row0, cfg.time_format) if time_col is not None else None
     has_label = layout == "long" and cfg.label_column in df.columns
     how = {"layout": layout, "time_column": time_col, "id_column": cfg.id_column if layout == "long" else None,
            "has_label": has_label}

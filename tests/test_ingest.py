@@ -87,6 +87,17 @@ def test_separator_and_decimal_comma_are_found(tmp_path, sep, decimal):
     pd.testing.assert_frame_equal(got.frame, want.frame)
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "cp1252", "latin-1"])
+def test_spreadsheet_encodings_read_as_utf8(tmp_path, encoding):
+    df = make_long(n_series=2, steps=20, label=False).rename(columns={"ch0": "température", "ch1": "débit"})
+    df["series_id"] = df["series_id"].map({"s0": "Zürich", "s1": "Besançon"})
+    path = tmp_path / "d.csv"
+    df.to_csv(path, index=False, sep=";", decimal=",", encoding=encoding)
+    got, want = ingest_table(str(path), IngestConfig()), ingest_table(_write(df, tmp_path / "ref.csv"), IngestConfig())
+    assert got.channels == ["température", "débit"]
+    pd.testing.assert_frame_equal(got.frame, want.frame)
+
+
 @pytest.mark.parametrize("suffix", ["gz", "bz2", "xz"])
 def test_compressed_csv_reads_as_the_plain_one(tmp_path, suffix):
     df = make_long(n_series=2, steps=20, label=False)

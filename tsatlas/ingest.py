@@ -137,27 +137,40 @@ _SEPARATORS = ",;\t|"
 
 
 def _csv_dialect(f: Any) -> dict[str, str]:
-    """The field separator and decimal mark, from the first lines: the separator is the one of
-    , ; tab | that the header holds most often (a comma when it holds none); with another
-    separator than the comma, numbers written 1,5 in the first data line mean a decimal comma
-    (spreadsheets in much of Europe write `a;1,5`)."""
+    """Encoding, field separator and decimal mark, from the first 64 KiB: UTF-8, else Windows'
+    cp1252 (what spreadsheets there export), else Latin-1; the separator is the one of , ; tab |
+    that the header holds most often (a comma when it holds none); with another separator than
+    the comma, numbers written 1,5 in the first data line mean a decimal comma (spreadsheets in
+    much of Europe write `a;1,5`)."""
     head = f.read(1 << 16)
     f.seek(0)
-    lines = (head.decode("utf-8", errors="replace") if isinstance(head, bytes) else head).splitlines()[:2]
+    head, encoding = _decode(head) if isinstance(head, bytes) else (head, "utf-8")
+    lines = head.splitlines()[:2]
     if not lines:
-        return {"sep": ",", "decimal": "."}
+        return {"sep": ",", "decimal": ".", "encoding": encoding}
     sep = max(_SEPARATORS, key=lines[0].count)
     if lines[0].count(sep) == 0:
         sep = ","
     field = rf"(?:^|{re.escape(sep)})\s*-?\d+,\d+\s*(?:$|{re.escape(sep)})"
     comma = sep != "," and len(lines) > 1 and re.search(field, lines[1]) is not None
-    return {"sep": sep, "decimal": "," if comma else "."}
+    return {"sep": sep, "decimal": "," if comma else ".", "encoding": encoding}
+
+
+def _decode(head: bytes) -> tuple[str, str]:
+    """(text, encoding) of a file's first bytes: UTF-8, else cp1252, else Latin-1 (which reads any bytes)."""
+    for encoding in ("utf-8", "cp1252"):
+        try:
+            return head.decode(encoding), encoding
+        except UnicodeDecodeError as e:
+            if encoding == "utf-8" and len(head) == 1 << 16 and e.start >= len(head) - 3:  # a character cut by the read
+                return head[:e.start].decode(encoding), encoding
+    return head.decode("latin-1"), "latin-1"
 
 
 def _read_csv(f: Any, cfg: IngestConfig | None) -> pd.DataFrame:
     """A CSV whose id column is read as text exactly as written: "NA", "null" and "01" stay
-    distinct ids (an empty id is refused later, naming its row). Separator and decimal mark as
-    _csv_dialect finds them."""
+    distinct ids (an empty id is refused later, naming its row). Encoding, separator and decimal
+    mark as _csv_dialect finds them."""
     id_col = (cfg or IngestConfig()).id_column
     dialect = _csv_dialect(f)
     header = pd.read_csv(f, nrows=0, **dialect)

@@ -79,7 +79,8 @@ def summary(m: dict[str, Any]) -> str:
         f"run {m['run_id']}",
         f"  data      {m['data']}",
         f"  ingest    {ing['rows_in']} rows in, {ing['series']} series, {len(ing['channels'])} channels, {ing['gaps_filled']} gaps filled",
-        f"            read as {ing.get('layout', '?')}: time column {ing.get('time_column')}, id column "
+        f"            read as {ing.get('layout', '?')}: time column {ing.get('time_column')}"
+        + (f" ({ing['time_format']})" if ing.get("time_format") else "") + ", id column "
         f"{ing.get('id_column')}, channels {', '.join(ing['channels'][:8])}{' ...' if len(ing['channels']) > 8 else ''}",
         f"  windows   {n} windows of {T} steps x {C} channels",
         f"  train     {tr['epochs']} epochs on {tr['device']}, {objective} loss {tr['train_loss']:.4f}, validation "

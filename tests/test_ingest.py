@@ -107,20 +107,15 @@ def test_compressed_csv_reads_as_the_plain_one(tmp_path, suffix):
     pd.testing.assert_frame_equal(got.frame, want.frame)
 
 
-def _dated(form, steps=40):
-    df = make_long(n_series=2, steps=steps, label=False)
-    when = df["timestamp"]
-    df["timestamp"] = pd.to_datetime(when).dt.strftime(form)
-    return df, when
-
-
 @pytest.mark.parametrize("form", ["%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M", "%d.%m.%Y %H:%M:%S"])
 def test_common_time_forms_read_when_only_one_fits(tmp_path, form):
-    df, when = _dated(form)  # hourly over 40 h: days 1-2 only, but the hours tell the forms apart
-    df["timestamp"] = pd.to_datetime(when + pd.Timedelta("12D")).dt.strftime(form)  # day 13-14: not a month
+    df = make_long(n_series=2, steps=40, label=False)  # hourly from 2024-01-13: day 13 cannot be a month
+    when = df["timestamp"] + pd.Timedelta("12D")
+    df["timestamp"] = when.dt.strftime(form)
     out = ingest_table(_write(df, tmp_path / "d.csv"), IngestConfig())
-    want = ingest_table(_write(df.assign(timestamp=when + pd.Timedelta("12D")), tmp_path / "iso.csv"), IngestConfig())
+    want = ingest_table(_write(df.assign(timestamp=when), tmp_path / "iso.csv"), IngestConfig())
     pd.testing.assert_frame_equal(out.frame, want.frame)
+    assert out.info["time_format"] == form and want.info["time_format"] is None  # the summary and manifest say which
 
 
 def test_ambiguous_dates_are_an_error_until_the_form_is_given(tmp_path):

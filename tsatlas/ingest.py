@@ -215,9 +215,9 @@ _DATE_FORMS = ("%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%Y", "%m-%
 _TIME_FORMS = ("", " %H:%M", " %H:%M:%S")
 
 
-def _time_form(s: pd.Series, col: str, source: str) -> pd.Series | None:
-    """The column parsed with the one form of _DATE_FORMS x _TIME_FORMS that reads every value;
-    None when none does."""
+def _time_form(s: pd.Series, col: str, source: str) -> tuple[pd.Series, str] | None:
+    """(the column parsed, the form) with the one form of _DATE_FORMS x _TIME_FORMS that reads
+    every value; None when none does."""
     fits: dict[str, pd.Series] = {}
     for form in (d + t for d in _DATE_FORMS for t in _TIME_FORMS):
         try:
@@ -231,18 +231,19 @@ def _time_form(s: pd.Series, col: str, source: str) -> pd.Series | None:
                          f"set ingest.time_format to the one meant")
     for form, parsed in fits.items():
         log.info("ingest: %s: column %r read as %s", redact(source), col, form)
-        return parsed
+        return parsed, form
     return None
 
 
-def _time(df: pd.DataFrame, col: str, source: str, row0: int = 2, form: str | None = None) -> pd.Series:
-    """The time column: integer steps, or timestamps (ISO 8601, `form` when given, else the one
-    common text form that reads every value), in UTC."""
+def _time(df: pd.DataFrame, col: str, source: str, row0: int = 2, form: str | None = None) -> tuple[pd.Series, str | None]:
+    """(the time column, the strftime form its text was read with, None for ISO 8601 or no text):
+    integer steps, or timestamps (ISO 8601, `form` when given, else the one common text form that
+    reads every value), in UTC."""
     s = df[col]
     if pd.api.types.is_integer_dtype(s) or pd.api.types.is_float_dtype(s):
         if s.isna().any() or not np.all(np.mod(s.to_numpy(), 1) == 0):
             raise InputError(f"{source}: column {col!r}: integer steps expected, found a blank or fractional value")
-        return s.astype(np.int64)
+        return s.astype(np.int64), None
     text = s.astype(str).str.strip()
     aware = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).to_numpy()
     if aware.any() and not aware.all():
@@ -252,21 +253,23 @@ def _time(df: pd.DataFrame, col: str, source: str, row0: int = 2, form: str | No
     try:
         parsed = pd.to_datetime(s, utc=True, format=form or "ISO8601")
     except (ValueError, TypeError):
-        parsed = None if form else _time_form(s, col, source)
-        if parsed is None:
+        found = None if form else _time_form(s, col, source)
+        if found is None:
             coerced = pd.to_datetime(s, utc=True, errors="coerce", format=form or "ISO8601")
             i = int(np.flatnonzero((coerced.isna() & s.notna()).to_numpy())[0])
             what = (f"does not match ingest.time_format={form!r}" if form else "is not a timestamp: neither ISO 8601 "
                     "(2024-01-31, 2024-01-31 13:00) nor a common form such as 31/01/2024 13:00 (set "
                     "ingest.time_format, e.g. '%d/%m/%Y %H:%M')")
             raise InputError(f"{source}: column {col!r}, row {i + row0}: {s.iloc[i]!r} {what}") from None
+        parsed, form = found
     lo, hi = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
     outside = ((parsed < lo) | (parsed > hi)).to_numpy()
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
         raise InputError(f"{source}: column {col!r}, row {i + row0}: {s.iloc[i]!r} is outside the supported time "
                          f"range ({lo:%Y-%m-%d} to {hi:%Y-%m-%d}); use integer steps for such a time axis")
-    return parsed.dt.as_unit("ns")
+    text_form = form if not pd.api.types.is_datetime64_any_dtype(s) else None
+    return parsed.dt.as_unit("ns"), text_form
 
 
 # Column names taken for the time axis when ingest.time_column is not in the table.
@@ -342,9 +345,10 @@ def to_long(df: pd.DataFrame, cfg: IngestConfig, source: str, row0: int = 2) -> 
     if not channels:
         raise InputError(f"{source}: no numeric channel column (columns: {', '.join(df.columns)})")
     values = {c: _numeric(df, c, source, row0) for c in channels}
-    t = _time(df, time_col, source, row0, cfg.time_format) if time_col is not None else None
+    t, time_format = _time(df, time_col, source, row0, cfg.time_format) if time_col is not None else (None, None)
     has_label = layout == "long" and cfg.label_column in df.columns
-    how = {"layout": layout, "time_column": time_col, "id_column": cfg.id_column if layout == "long" else None,
+    how = {"layout": layout, "time_column": time_col, "time_format": time_format,
+           "id_column": cfg.id_column if layout == "long" else None,
            "has_label": has_label}
 
     if layout == "long":

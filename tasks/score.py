@@ -25,8 +25,11 @@ def score_task(data: str, model: str, root: str, credentials: str | None = None,
     store = open_store(root, credentials)
     manifest = catalog.read_manifest(store, model)
     cfg, ref = manifest["config"], lambda s: catalog.stage_ref(manifest, s)
-    ing = ingest_table(reveal(data), IngestConfig(**{**cfg["ingest"], "start": None, "span": None, "end": None}), block_options(credentials))
     trained = manifest["summary"]["ingest"]["channels"]
+    read = {**cfg["ingest"], "start": None, "span": None, "end": None}
+    if manifest["summary"]["ingest"].get("layout") != "wide":  # (a wide table's columns are its series)
+        read["channels"] = trained  # the model's channels by name: in any column order, other columns left out
+    ing = ingest_table(reveal(data), IngestConfig(**read), block_options(credentials))
     if ing.channels != trained:
         raise InputError(f"{data}: channels {ing.channels} differ from the trained model's {trained}")
     frame = align_to_grid(ing.frame, manifest["summary"]["windows"].get("grid"), data)

@@ -44,14 +44,22 @@ def test_score_new_data_with_the_latest_run(prefect_harness, tiny_csv, tmp_path,
     assert any(r["score_id"] in a.data for a in found if a.key == "tsatlas-score-summary")
 
 
-def test_score_with_other_channels_is_refused(prefect_harness, tiny_csv, tmp_path, capsys):
+def test_score_reads_the_models_channels_by_name(prefect_harness, tiny_csv, tmp_path, capsys):
     root = str(tmp_path / "art")
     assert main(["run", "--data", tiny_csv, "--root", root, *SETS]) == 0
     capsys.readouterr()
-    path = tmp_path / "other.csv"
-    make_long(n_series=2, steps=60, channels=3).to_csv(path, index=False)
-    assert main(["score", "--data", str(path), "--root", root]) == 2
-    assert "differ from the trained model's" in capsys.readouterr().err
+    new = make_long(n_series=2, steps=60, channels=3)  # ch0, ch1 as trained, and ch2
+    plain, shuffled, missing = (tmp_path / f"{n}.csv" for n in ("plain", "shuffled", "missing"))
+    new.drop(columns="ch2").to_csv(plain, index=False)
+    new[["ch2", "ch1", "series_id", "ch0", "timestamp"]].to_csv(shuffled, index=False)
+    new.drop(columns="ch1").to_csv(missing, index=False)
+    scored = []
+    for path in (plain, shuffled):
+        assert main(["score", "--data", str(path), "--root", root, "--json"]) == 0
+        scored.append(pq.read_table(json.loads(capsys.readouterr().out)["uri"]).to_pandas())
+    assert scored[0].equals(scored[1])  # column order and the extra column change nothing
+    assert main(["score", "--data", str(missing), "--root", root]) == 2
+    assert "missing.csv: channel column 'ch1' not found" in capsys.readouterr().err
 
 
 def test_scoring_the_training_data_flags_about_one_percent_and_new_data_is_put_on_the_grid(

@@ -28,6 +28,12 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _legend(ax, **kw) -> None:
+    """A legend where the axes have labelled lines (a cluster of one window has no autocorrelation to draw)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
+
+
 def _channels(channels: list[str]) -> tuple[list[int], str]:
     shown = list(range(min(len(channels), MAX_CHANNELS)))
     note = f" (first {MAX_CHANNELS} of {len(channels)} channels)" if len(channels) > MAX_CHANNELS else ""
@@ -139,7 +145,7 @@ def real_vs_synthetic(real: list[np.ndarray], synth: list[np.ndarray], channels:
         ax.set(ylabel=f"cluster {c}\n{channels[0]}", xlabel="step" if c == k - 1 else None)
         if c == 0:
             ax.set_title(f"Real vs synthetic windows ({channels[0]})")
-            ax.legend(fontsize=7)
+            _legend(ax, fontsize=7)
         ax.grid(alpha=0.2)
         ax = axes[c][1]
         if len(real[c]) > 1 and len(synth[c]) > 1:
@@ -151,7 +157,7 @@ def real_vs_synthetic(real: list[np.ndarray], synth: list[np.ndarray], channels:
         ax.set(ylabel="autocorrelation", xlabel="lag (steps)" if c == k - 1 else None, ylim=(-1, 1))
         if c == 0:
             ax.set_title(f"Autocorrelation: solid real, dashed synthetic{note}", fontsize=10)
-            ax.legend(fontsize=6, ncol=2)
+            _legend(ax, fontsize=6, ncol=2)
         ax.grid(alpha=0.2)
     fig.tight_layout()
     return _png(fig)

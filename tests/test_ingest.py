@@ -69,6 +69,15 @@ def test_text_in_numeric_channel_names_column_row_value(tmp_path):
         ingest_table(_write(df, tmp_path / "t.csv"), IngestConfig())
 
 
+def test_a_time_column_under_another_name_is_named_in_the_error(tmp_path):
+    df = make_long(n_series=1, steps=10, label=False)
+    df = df.rename(columns={"timestamp": "Datum"}).assign(Datum=lambda d: d["Datum"].dt.strftime("%d.%m.%Y %H:%M"))
+    with pytest.raises(InputError, match=r"column 'Datum', row 2: value '01\.01\.2024 00:00' is not a number \(it reads "
+                                         r"as a time: set ingest\.time_column=Datum"):
+        ingest_table(_write(df, tmp_path / "t.csv"), IngestConfig())
+    assert ingest_table(str(tmp_path / "t.csv"), IngestConfig(time_column="Datum")).info["time_format"] == "%d.%m.%Y %H:%M"
+
+
 def test_duplicate_timestamps(tmp_path):
     df = make_long(n_series=1, steps=10, label=False)
     df = pd.concat([df, df.iloc[[3]]])

@@ -201,10 +201,10 @@ def _numeric(df: pd.DataFrame, col: str, source: str, header_offset: int) -> np.
     bad = num.isna() & s.notna() & (s.astype(str).str.strip() != "")
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(
-            f"{source}: column {col!r}, row {i + header_offset}: value {s.iloc[i]!r} is not a number "
-            "(set ingest.channels to choose the numeric columns)"
-        )
+        hint = "set ingest.channels to choose the numeric columns"
+        if _is_time_text(s.iloc[i]):
+            hint = f"it reads as a time: set ingest.time_column={col} if this column is the time axis"
+        raise InputError(f"{source}: column {col!r}, row {i + header_offset}: value {s.iloc[i]!r} is not a number ({hint})")
     return num.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
@@ -233,6 +233,17 @@ def _time_form(s: pd.Series, col: str, source: str) -> tuple[pd.Series, str] | N
         log.info("ingest: %s: column %r read as %s", redact(source), col, form)
         return parsed, form
     return None
+
+
+def _is_time_text(value: Any) -> bool:
+    """Whether one value reads as a time: ISO 8601 or one of the common forms."""
+    for form in ("ISO8601", *(d + t for d in _DATE_FORMS for t in _TIME_FORMS)):
+        try:
+            pd.to_datetime(str(value).strip(), format=form)
+            return True
+        except (ValueError, TypeError):
+            continue
+    return False
 
 
 def _time(df: pd.DataFrame, col: str, source: str, row0: int = 2, form: str | None = None) -> tuple[pd.Series, str | None]:

@@ -99,7 +99,7 @@ def _time_filters(schema: pa.Schema, cfg: IngestConfig | None) -> list[tuple] | 
 
 
 def read_table(uri: str, storage_options: dict[str, Any] | None = None, cfg: IngestConfig | None = None) -> pd.DataFrame:
-    """Read CSV (any other suffix; compressed when it ends .gz, .bz2, .xz, .zip ...) or Parquet
+    """Read CSV (any other suffix; decompressed when it ends .gz, .bz2 or .xz) or Parquet
     (.parquet/.pq) from a path or fsspec URL.
 
     With cfg.start/end, Parquet is read with row-group predicates on the time column, so only

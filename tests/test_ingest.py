@@ -78,6 +78,19 @@ def test_a_time_column_under_another_name_is_named_in_the_error(tmp_path):
     assert ingest_table(str(tmp_path / "t.csv"), IngestConfig(time_column="Datum")).info["time_format"] == "%d.%m.%Y %H:%M"
 
 
+def test_a_written_row_index_is_not_a_channel(tmp_path, caplog):
+    df = make_long(n_series=2, steps=20, label=False)
+    df.to_csv(tmp_path / "i.csv")  # index=True: a first column without a header
+    out = ingest_table(str(tmp_path / "i.csv"), IngestConfig())
+    assert out.channels == ["ch0", "ch1"]
+    assert "left out 1 column(s) without a header (a row index?), the first at position 1" in caplog.text
+    wide = pd.DataFrame({"a": np.arange(30.0), "b": -np.arange(30.0)},
+                        index=pd.date_range("2024-01-01", periods=30, freq="D"))
+    wide.to_csv(tmp_path / "w.csv")  # a time index without a header: the time axis
+    out = ingest_table(str(tmp_path / "w.csv"), IngestConfig())
+    assert out.info["layout"] == "wide" and out.info["time_column"] == "Unnamed: 0" and out.info["series"] == 2
+
+
 def test_duplicate_timestamps(tmp_path):
     df = make_long(n_series=1, steps=10, label=False)
     df = pd.concat([df, df.iloc[[3]]])

@@ -297,7 +297,8 @@ def _is_step_counter(s: pd.Series) -> bool:
 
 def find_time_column(df: pd.DataFrame, cfg: IngestConfig, long: bool) -> str | None:
     """ingest.time_column when the table has it; else a column named like a time axis
-    (TIME_NAMES), a datetime column, or (one series per table) an integer step counter."""
+    (TIME_NAMES), a datetime column, a column without a header holding times, or (one series per
+    table) an integer step counter."""
     if cfg.time_column in df.columns:
         return cfg.time_column
     skip = {cfg.id_column, cfg.label_column}
@@ -306,6 +307,10 @@ def find_time_column(df: pd.DataFrame, cfg: IngestConfig, long: bool) -> str | N
             return c
     for c in df.columns:
         if c not in skip and pd.api.types.is_datetime64_any_dtype(df[c]):
+            return c
+    for c in df.columns:  # a time index written without a header (pandas' to_csv of a DatetimeIndex)
+        s = df[c]
+        if re.fullmatch(r"Unnamed: \d+", c) and len(s) and not pd.api.types.is_numeric_dtype(s) and _is_time_text(s.iloc[0]):
             return c
     if not long:
         for c in df.columns:
@@ -350,6 +355,11 @@ def to_long(df: pd.DataFrame, cfg: IngestConfig, source: str, row0: int = 2) -> 
         raise InputError(f"{source}: no id column {cfg.id_column!r} (columns: {', '.join(df.columns[:12])})")
     reserved = {cfg.id_column, time_col, cfg.label_column} if layout == "long" else {time_col, cfg.label_column}
     channels = list(cfg.channels) if cfg.channels else [c for c in df.columns if c not in reserved]
+    unnamed = [c for c in channels if not cfg.channels and re.fullmatch(r"Unnamed: \d+", c)]
+    if unnamed:  # a column without a header: a spreadsheet's or pandas' row index, not data
+        channels = [c for c in channels if c not in unnamed]
+        log.warning("ingest: %s: left out %d column(s) without a header (a row index?), the first at position %d; "
+                    "set ingest.channels to use them", redact(source), len(unnamed), list(df.columns).index(unnamed[0]) + 1)
     missing = [c for c in channels if c not in df.columns]
     if missing:
         raise InputError(f"{source}: channel column {missing[0]!r} not found (columns: {', '.join(df.columns[:12])})")

@@ -162,6 +162,17 @@ def test_unreadable_time_says_what_is_read(tmp_path):
         ingest_table(_write(df, tmp_path / "t.csv"), IngestConfig())
 
 
+@pytest.mark.parametrize("freq,step", [("MS", 1), ("ME", 1), ("QS", 3), ("YE", 12)])
+def test_calendar_months_are_steps_of_months(tmp_path, freq, step):
+    when = pd.date_range("2001-01-01" if freq.endswith("S") else "2001-01-31", periods=40, freq=freq)
+    df = pd.DataFrame({"series_id": "s", "date": when.strftime("%Y-%m-%d"), "x": np.arange(40.0)}).drop(index=[7, 8])
+    out = ingest_table(_write(df, tmp_path / "m.csv"), IngestConfig())
+    first = (when[0].year - 1970) * 12 + when[0].month - 1
+    assert out.info["step"] == f"{step} month(s)" and out.info["gaps_filled"] == 2 and "time_unit" in out.info
+    np.testing.assert_array_equal(out.frame["timestamp"], first + step * np.arange(40))
+    np.testing.assert_allclose(out.frame["x"], np.arange(40.0))  # the two missing months interpolated
+
+
 def test_off_grid_timestamp_names_the_step(tmp_path):
     df = make_long(n_series=1, steps=20, label=False)
     df.loc[7, "timestamp"] += pd.Timedelta("13min")

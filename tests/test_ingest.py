@@ -173,6 +173,16 @@ def test_calendar_months_are_steps_of_months(tmp_path, freq, step):
     np.testing.assert_allclose(out.frame["x"], np.arange(40.0))  # the two missing months interpolated
 
 
+def test_business_days_are_steps_of_weekdays(tmp_path):
+    when = pd.bdate_range("2024-01-01", periods=60)  # Monday 1 January: weekends are not rows
+    df = pd.DataFrame({"series_id": "s", "date": when.strftime("%Y-%m-%d"), "x": np.arange(60.0)}).drop(index=[10])
+    out = ingest_table(_write(df, tmp_path / "b.csv"), IngestConfig())
+    assert out.info["step"] == "1 weekday(s)" and out.info["gaps_filled"] == 1 and out.info["rows"] == 60
+    first = np.busday_count(np.datetime64("1970-01-01"), np.datetime64("2024-01-01"))
+    np.testing.assert_array_equal(out.frame["timestamp"], first + np.arange(60))
+    np.testing.assert_allclose(out.frame["x"], np.arange(60.0))
+
+
 def test_off_grid_timestamp_names_the_step(tmp_path):
     df = make_long(n_series=1, steps=20, label=False)
     df.loc[7, "timestamp"] += pd.Timedelta("13min")

@@ -441,9 +441,9 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
             f"(column {cfg.time_column!r})"
         )
     is_time = pd.api.types.is_datetime64_any_dtype(long["timestamp"])
-    months = _calendar_months(long["timestamp"]) if is_time and cfg.freq is None else None
-    if months is not None:  # monthly, quarterly, yearly: steps of calendar months, which no duration fits
-        long, is_time = long.assign(timestamp=months), False
+    calendar = _calendar(long["timestamp"]) if is_time and cfg.freq is None else None
+    if calendar is not None:  # steps of calendar months or of weekdays, which no fixed duration fits
+        long, is_time = long.assign(timestamp=calendar[0]), False
     t = pd.DatetimeIndex(long["timestamp"]).as_unit("ns").asi8 if is_time else long["timestamp"].to_numpy(np.int64)
     sid = long["series_id"].to_numpy()
     bounds = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1], True])
@@ -471,7 +471,7 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
         off = t[a:b] - t[a]
         if np.any(off % step):
             i = a + int(np.flatnonzero(off % step)[0])
-            unit = str(pd.Timedelta(step)).removeprefix("0 days ") if is_time else f"{step} month(s)" if months is not None else step
+            unit = str(pd.Timedelta(step)).removeprefix("0 days ") if is_time else f"{step} {calendar[1]}(s)" if calendar else step
             how = "ingest.freq" if cfg.freq else "the median spacing; set ingest.freq to the right step"
             raise InputError(f"{source}: series {s!r}: timestamp {long['timestamp'].iat[i]} is off the regular grid "
                              f"(one step = {unit}, {how})")
@@ -484,7 +484,7 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
             worst = int(np.argmax(length))
             if length[worst] > cfg.max_gap or length[worst] == grid.shape[0]:
                 when = t[a] + start[worst] * step
-                when_s = pd.Timestamp(when, tz="UTC") if is_time else _month_text(when) if months is not None else when
+                when_s = pd.Timestamp(when, tz="UTC") if is_time else _calendar_text(when, calendar[1]) if calendar else when
                 where = f"column {s!r}" if wide else f"series {s!r}, column {channels[col[worst]]!r}"
                 raise InputError(
                     f"{source}: {where}: {int(length[worst])} missing or "
@@ -508,24 +508,35 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
         out["label"] = np.concatenate(labels).astype(str)
     info = {"series": len(parts_id), "rows": len(out), "channels": channels, "gaps_filled": filled,
             "step": str(pd.Timedelta(step)) if is_time else step, "step_value": step}
-    if months is not None:
-        info.update(step=f"{step} month(s)", time_unit="month numbers (months since 1970-01)")
+    if calendar is not None:
+        info.update(step=f"{step} {calendar[1]}(s)", time_unit=f"{calendar[1]} numbers ({calendar[1]}s since 1970-01-01)")
     return out, info
 
 
-def _calendar_months(ts: pd.Series) -> np.ndarray | None:
-    """Month numbers (months since 1970-01) when every timestamp is midnight on the first day of
-    its month, or every one is midnight on the last day: monthly, quarterly or yearly data, whose
-    steps are calendar months (28 to 31 days) and fit no fixed duration. None otherwise."""
-    idx = pd.DatetimeIndex(ts)
-    if len(idx) < 2 or not (idx == idx.normalize()).all() or not ((idx.day == 1).all() or idx.is_month_end.all()):
+def _calendar(ts: pd.Series) -> tuple[np.ndarray, str] | None:
+    """(step numbers, unit) when the times follow a calendar no fixed duration fits: "month"
+    (months since 1970-01) when every time is midnight on the first day of its month, or every
+    one on the last (monthly, quarterly, yearly data, steps of 28 to 31 days); "weekday"
+    (Monday-Friday days since 1970-01-01) when every time is midnight on a weekday, most one day
+    apart and some across a weekend (business-day data, whose weekends are not gaps). None otherwise."""
+    idx = pd.DatetimeIndex(ts).tz_convert(None) if pd.DatetimeIndex(ts).tz is not None else pd.DatetimeIndex(ts)
+    if len(idx) < 2 or not (idx == idx.normalize()).all():
         return None
-    return ((idx.year - 1970) * 12 + idx.month - 1).to_numpy(np.int64)
+    if (idx.day == 1).all() or idx.is_month_end.all():
+        return ((idx.year - 1970) * 12 + idx.month - 1).to_numpy(np.int64), "month"
+    days = idx.to_numpy().astype("datetime64[D]")
+    if (idx.dayofweek < 5).all():
+        gaps = np.diff(np.sort(days)).astype(np.int64)
+        if np.median(gaps[gaps > 0]) == 1 and (gaps == 3).any():
+            return np.busday_count(np.datetime64("1970-01-01"), days).astype(np.int64), "weekday"
+    return None
 
 
-def _month_text(m: int) -> str:
-    """A month number of _calendar_months as YYYY-MM."""
-    return f"{1970 + m // 12}-{m % 12 + 1:02d}"
+def _calendar_text(n: int, unit: str) -> str:
+    """A step number of _calendar as a date: YYYY-MM for months, YYYY-MM-DD for weekdays."""
+    if unit == "month":
+        return f"{1970 + n // 12}-{n % 12 + 1:02d}"
+    return str(np.busday_offset(np.datetime64("1970-01-01"), n, roll="forward"))
 
 
 def clip_range(df: pd.DataFrame, cfg: IngestConfig) -> pd.DataFrame:
@@ -677,6 +688,6 @@ def ingest_to_file(uri: str, cfg: IngestConfig, out_path: str, storage_options: 
     log.info("ingest: %d rows in, %d series, %d gaps filled%s", info["rows_in"], info["series"],
              info["gaps_filled"], " (streamed)" if streamed else "")
     if "time_unit" in info:
-        log.info("ingest: every time is a month's first (or last) day: steps of %s, timestamps are %s",
+        log.info("ingest: the times follow a calendar (month starts or ends, or weekdays): steps of %s, timestamps are %s",
                  info["step"], info["time_unit"])
     return info

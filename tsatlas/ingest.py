@@ -525,7 +525,7 @@ def _calendar(ts: pd.Series) -> tuple[np.ndarray, str] | None:
     if (idx.day == 1).all() or idx.is_month_end.all():
         return ((idx.year - 1970) * 12 + idx.month - 1).to_numpy(np.int64), "month"
     days = idx.to_numpy().astype("datetime64[D]")
-    if (idx.dayofweek < 5).all():
+    if (idx.day_of_week < 5).all():
         gaps = np.diff(np.sort(days)).astype(np.int64)
         if np.median(gaps[gaps > 0]) == 1 and (gaps == 3).any():
             return np.busday_count(np.datetime64("1970-01-01"), days).astype(np.int64), "weekday"

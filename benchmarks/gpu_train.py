@@ -48,13 +48,19 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def epoch_windows(ae: RNNAutoencoder, n: int) -> int:
+    """Windows one epoch of `ae` trains on for n windows: a small set is passed over several times
+    (train.min_batches)."""
+    n_train = len(ae.split(n)[0])
+    return n_train * max(1, -(-ae.min_batches * ae.batch_size_ // n_train))
+
+
 def ours(X, device, batch, epochs, cell):
     """The train stage's estimator: windows/s of the epochs after the first (warm-up)."""
     ae = RNNAutoencoder(cell=cell, hidden=64, latent=16, epochs=epochs, batch_size=batch, patience=epochs + 1,
                         val_fraction=0.05, device=device.type, patch=1, objective="reconstruction")  # bare()'s network and loss
     ae.fit(X)
-    n_train = len(ae.split(len(X))[0])
-    n_train *= max(1, -(-ae.min_batches * batch // n_train))  # a small set is passed over several times an epoch
+    n_train = epoch_windows(ae, len(X))
     secs = [h["seconds"] for h in ae.history_[1:]]
     sync(device)
     t0 = time.perf_counter()
@@ -134,8 +140,7 @@ def default_fit(X, device, epochs=None):
     t0 = time.perf_counter()
     ae.embed(X, batch=8192 if device.type == "cuda" else 1024)
     sync(device)
-    n_train = len(ae.split(len(X))[0])
-    n_train *= max(1, -(-ae.min_batches * ae.batch_size_ // n_train))  # a small set is passed over several times an epoch
+    n_train = epoch_windows(ae, len(X))
     per_s = n_train / statistics.median(h["seconds"] for h in ae.history_[1:]) if len(ae.history_) > 1 else None
     return {"train_s": round(train_s, 2), "embed_s": round(time.perf_counter() - t0, 2), "epochs_run": len(ae.history_),
             "train_windows_per_s": per_s,

@@ -212,14 +212,14 @@ def _numeric(df: pd.DataFrame, col: str, source: str, header_offset: int) -> np.
 # spreadsheets write, alone or with a time of day. One that reads every value is used; two that
 # read every value differently (01/02/2024: 1 February or 2 January?) are an error.
 _DATE_FORMS = ("%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%Y", "%m-%d-%Y")
-_TIME_FORMS = ("", " %H:%M", " %H:%M:%S")
+_TEXT_FORMS = tuple(d + t for d in _DATE_FORMS for t in ("", " %H:%M", " %H:%M:%S"))
 
 
 def _time_form(s: pd.Series, col: str, source: str) -> tuple[pd.Series, str] | None:
-    """(the column parsed, the form) with the one form of _DATE_FORMS x _TIME_FORMS that reads
-    every value; None when none does."""
+    """(the column parsed, the form) with the one form of _TEXT_FORMS that reads every value; None
+    when none does."""
     fits: dict[str, pd.Series] = {}
-    for form in (d + t for d in _DATE_FORMS for t in _TIME_FORMS):
+    for form in _TEXT_FORMS:
         try:
             parsed = pd.to_datetime(s, utc=True, format=form)
         except (ValueError, TypeError):
@@ -237,7 +237,7 @@ def _time_form(s: pd.Series, col: str, source: str) -> tuple[pd.Series, str] | N
 
 def _is_time_text(value: Any) -> bool:
     """Whether one value reads as a time: ISO 8601 or one of the common forms."""
-    for form in ("ISO8601", *(d + t for d in _DATE_FORMS for t in _TIME_FORMS)):
+    for form in ("ISO8601", *_TEXT_FORMS):
         try:
             pd.to_datetime(str(value).strip(), format=form)
             return True
@@ -283,6 +283,9 @@ def _time(df: pd.DataFrame, col: str, source: str, row0: int = 2, form: str | No
     return parsed.dt.as_unit("ns"), text_form
 
 
+# pandas' name for a column whose header cell is empty (a row index written with the data).
+_UNNAMED = re.compile(r"Unnamed: \d+")
+
 # Column names taken for the time axis when ingest.time_column is not in the table.
 TIME_NAMES = ("timestamp", "time", "date", "datetime", "ds", "step", "t")
 
@@ -310,7 +313,7 @@ def find_time_column(df: pd.DataFrame, cfg: IngestConfig, long: bool) -> str | N
             return c
     for c in df.columns:  # a time index written without a header (pandas' to_csv of a DatetimeIndex)
         s = df[c]
-        if re.fullmatch(r"Unnamed: \d+", c) and len(s) and not pd.api.types.is_numeric_dtype(s) and _is_time_text(s.iloc[0]):
+        if _UNNAMED.fullmatch(c) and len(s) and not pd.api.types.is_numeric_dtype(s) and _is_time_text(s.iloc[0]):
             return c
     if not long:
         for c in df.columns:
@@ -355,7 +358,7 @@ def to_long(df: pd.DataFrame, cfg: IngestConfig, source: str, row0: int = 2) -> 
         raise InputError(f"{source}: no id column {cfg.id_column!r} (columns: {', '.join(df.columns[:12])})")
     reserved = {cfg.id_column, time_col, cfg.label_column} if layout == "long" else {time_col, cfg.label_column}
     channels = list(cfg.channels) if cfg.channels else [c for c in df.columns if c not in reserved]
-    unnamed = [c for c in channels if not cfg.channels and re.fullmatch(r"Unnamed: \d+", c)]
+    unnamed = [] if cfg.channels else [c for c in channels if _UNNAMED.fullmatch(c)]
     if unnamed:  # a column without a header: a spreadsheet's or pandas' row index, not data
         channels = [c for c in channels if c not in unnamed]
         log.warning("ingest: %s: left out %d column(s) without a header (a row index?), the first at position %d; "
@@ -519,7 +522,8 @@ def _calendar(ts: pd.Series) -> tuple[np.ndarray, str] | None:
     one on the last (monthly, quarterly, yearly data, steps of 28 to 31 days); "weekday"
     (Monday-Friday days since 1970-01-01) when every time is midnight on a weekday, most one day
     apart and some across a weekend (business-day data, whose weekends are not gaps). None otherwise."""
-    idx = pd.DatetimeIndex(ts).tz_convert(None) if pd.DatetimeIndex(ts).tz is not None else pd.DatetimeIndex(ts)
+    idx = pd.DatetimeIndex(ts)
+    idx = idx.tz_convert(None) if idx.tz is not None else idx
     if len(idx) < 2 or not (idx == idx.normalize()).all():
         return None
     if (idx.day == 1).all() or idx.is_month_end.all():

@@ -14,7 +14,7 @@ from tsatlas import catalog
 from tsatlas.config import IngestConfig, WindowsConfig
 from tsatlas.errors import InputError
 from tsatlas.ingest import ingest_table
-from tsatlas.scoring import align_to_grid, score_series
+from tsatlas.scoring import align_to_grid, check_step, score_series
 from tsatlas.storage import redact, reveal
 
 
@@ -32,6 +32,7 @@ def score_task(data: str, model: str, root: str, credentials: str | None = None,
     ing = ingest_table(reveal(data), IngestConfig(**read), block_options(credentials))
     if ing.channels != trained:
         raise InputError(f"{data}: channels {ing.channels} differ from the trained model's {trained}")
+    check_step(manifest["summary"]["ingest"], ing.info, data)
     frame = align_to_grid(ing.frame, manifest["summary"]["windows"].get("grid"), data)
     table, summary = score_series(frame, ing.channels, WindowsConfig(**cfg["windows"]),
                                   catalog.read_scaler(store, ref("windows")), catalog.read_model(store, ref("train"), device),

@@ -60,6 +60,10 @@ def test_score_reads_the_models_channels_by_name(prefect_harness, tiny_csv, tmp_
     assert scored[0].equals(scored[1])  # column order and the extra column change nothing
     assert main(["score", "--data", str(missing), "--root", root]) == 2
     assert "missing.csv: channel column 'ch1' not found" in capsys.readouterr().err
+    coarse = tmp_path / "coarse.csv"  # the same series, sampled every 2 hours instead of every hour
+    make_long(n_series=2, steps=60, freq="2h").to_csv(coarse, index=False)
+    assert main(["score", "--data", str(coarse), "--root", root]) == 2
+    assert "coarse.csv: rows are 02:00:00 apart, the model was trained on data 01:00:00 apart" in capsys.readouterr().err
 
 
 def test_scoring_the_training_data_flags_about_one_percent_and_new_data_is_put_on_the_grid(

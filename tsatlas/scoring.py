@@ -14,6 +14,7 @@ import pyarrow as pa
 from tsatlas.catalog import KMeansModel
 from tsatlas.clustering import assign
 from tsatlas.config import WindowsConfig
+from tsatlas.errors import InputError
 from tsatlas.tables import from_fixed_list
 from tsatlas.windowing import make_windows
 
@@ -27,6 +28,22 @@ def cluster_mix(train_sizes: np.ndarray, new_labels: np.ndarray) -> dict[str, An
     after = np.bincount(new_labels, minlength=k) / max(len(new_labels), 1)
     return {"train_share": before.round(4).tolist(), "new_share": after.round(4).tolist(),
             "total_variation": float(0.5 * np.abs(before - after).sum())}
+
+
+def check_step(trained: dict[str, Any], new: dict[str, Any], source: str) -> None:
+    """Refuse new data whose time step is not the training data's (ingest summaries of both): its
+    windows of the same number of steps would span another duration, and be scored as if they
+    did not. Manifests written before the step was recorded are not checked."""
+    if "step" in trained and str(new["step"]) != str(trained["step"]):
+        raise InputError(f"{source}: rows are {_step_text(new['step'])} apart, the model was trained on data "
+                         f"{_step_text(trained['step'])} apart: resample the data to that step to score it")
+
+
+def _step_text(step: Any) -> str:
+    """'0 days 01:00:00' -> '01:00:00'; a counter's step -> 'N steps'; '1 month(s)' as it is."""
+    if isinstance(step, (int, np.integer)):
+        return f"{step} steps"
+    return step.removeprefix("0 days ")
 
 
 def align_to_grid(frame: pd.DataFrame, grid: dict[str, Any] | None, source: str) -> pd.DataFrame:

@@ -88,3 +88,27 @@ def test_scoring_the_training_data_flags_about_one_percent_and_new_data_is_put_o
     starts = pq.read_table(r["uri"]).to_pandas()["start"]
     assert (pd.to_datetime(starts).dt.hour % 8 == 0).all()  # the training windows' phase
     assert r["windows"] == 6 * 18 and r["anomalies"] <= 2
+
+
+def test_series_seen_in_training_on_their_own_phase_keep_it():
+    """Stations in three time zones, each starting at its local midnight: training windows start at
+    05:00, 06:00 and 10:00 UTC; new data is cut where each station's training windows were, a
+    station not seen in training on the common phase."""
+    import pandas as pd
+
+    from tsatlas.scoring import align_to_grid
+    from tsatlas.windowing import window_grid
+
+    hour, day = 3600 * 10**9, 24 * 3600 * 10**9
+    ids = np.array(["miami", "greensboro", "sand_point", "key_west"])
+    grid = window_grid(np.array([[day, 5 * hour], [day, 6 * hour], [day, 10 * hour], [day, 5 * hour]]), ids)
+    assert grid == {"period": day, "phase": 5 * hour, "share": 0.5,
+                    "series_phase": {"greensboro": 6 * hour, "sand_point": 10 * hour}}
+    assert "series_phase" not in window_grid(np.array([[day, 5 * hour]] * 2), ids[:2])
+
+    times = pd.date_range("2024-03-01", periods=48, freq="1h", tz="UTC")
+    new = pd.concat([pd.DataFrame({"series_id": s, "timestamp": times, "x": 0.0})
+                     for s in ("miami", "greensboro", "sand_point", "new_station")], ignore_index=True)
+    kept = align_to_grid(new, grid, "new.csv")
+    first = kept.groupby("series_id", sort=False)["timestamp"].first().dt.hour.to_dict()
+    assert first == {"miami": 5, "greensboro": 6, "sand_point": 10, "new_station": 5}

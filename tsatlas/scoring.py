@@ -49,15 +49,19 @@ def _step_text(step: Any) -> str:
 def align_to_grid(frame: pd.DataFrame, grid: dict[str, Any] | None, source: str) -> pd.DataFrame:
     """Drop the first rows of each series up to the first time on the training windows' grid
     (the same phase modulo stride x step: for calendar data the same time of day), so that new
-    windows cover the same part of a cycle as the training windows did. Logged when rows are dropped."""
+    windows cover the same part of a cycle as the training windows did: a series seen in training
+    on its own phase (`series_phase`, e.g. another time zone's midnight) keeps that phase, any
+    other gets the common one. Logged when rows are dropped."""
     if not grid or not len(frame):
         return frame
     ts = frame["timestamp"]
     t = pd.DatetimeIndex(ts).as_unit("ns").asi8 if pd.api.types.is_datetime64_any_dtype(ts) else ts.to_numpy(np.int64)
     sid = frame["series_id"].to_numpy()
     first = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]])
-    start_of = np.repeat(t[first], np.diff(np.r_[first, len(t)]))
-    offset = np.mod(grid["phase"] - start_of, grid["period"])  # time from each series' start to its first grid point
+    rows = np.diff(np.r_[first, len(t)])
+    start_of = np.repeat(t[first], rows)
+    phase = pd.Series(sid[first].astype(str)).map(grid.get("series_phase", {})).fillna(grid["phase"]).to_numpy(np.int64)
+    offset = np.mod(np.repeat(phase, rows) - start_of, grid["period"])  # time from each series' start to its first grid point
     keep = t - start_of >= offset
     if keep.all():
         return frame

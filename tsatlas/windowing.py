@@ -251,26 +251,36 @@ def global_stats(pf: pq.ParquetFile, channels: list[str], batch_rows: int) -> tu
     return mean, np.sqrt(m2 / max(n, 1))
 
 
-def _phases(timestamps: pa.ChunkedArray, bounds: np.ndarray, stride: int) -> np.ndarray:
+def _phases(timestamps: pa.ChunkedArray, bounds: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """(S, 2) per series: (window period = stride x the series' step, first start modulo it), as
-    int64 nanoseconds (timestamps) or steps; series of one row are left out."""
+    int64 nanoseconds (timestamps) or steps, and the positions of those series in `bounds`; series
+    of one row are left out."""
     t = timestamps.combine_chunks().cast(pa.int64()).to_numpy() if pa.types.is_timestamp(timestamps.type) \
         else timestamps.to_numpy()
     a, b = bounds[:-1], bounds[1:]
-    keep = b - a >= 2
+    keep = np.flatnonzero(b - a >= 2)
     a = a[keep]
     period = (t[a + 1] - t[a]) * stride
-    return np.column_stack([period, np.mod(t[a], np.where(period > 0, period, 1))]).astype(np.int64)
+    return np.column_stack([period, np.mod(t[a], np.where(period > 0, period, 1))]).astype(np.int64), keep
 
 
-def window_grid(phases: np.ndarray) -> dict[str, Any] | None:
+MAX_SERIES_PHASES = 5000  # series whose own phase the manifest keeps, where it is not the common one
+
+
+def window_grid(phases: np.ndarray, ids: np.ndarray) -> dict[str, Any] | None:
     """Where the training windows start, for aligning new data to it: the most common (period,
-    phase) over the series and the share of series on it; None without series to tell."""
+    phase) over the series, the share of series on it, and, when some series started elsewhere
+    (series in other time zones, each starting at its local midnight), each of those series'
+    own phase by id (`series_phase`; at most MAX_SERIES_PHASES of them). None without series."""
     if not len(phases):
         return None
     pairs, counts = np.unique(phases, axis=0, return_counts=True)
     i = int(np.argmax(counts))
-    return {"period": int(pairs[i, 0]), "phase": int(pairs[i, 1]), "share": round(float(counts[i] / counts.sum()), 4)}
+    grid = {"period": int(pairs[i, 0]), "phase": int(pairs[i, 1]), "share": round(float(counts[i] / counts.sum()), 4)}
+    other = np.flatnonzero((phases != pairs[i]).any(axis=1) & (phases[:, 0] == pairs[i, 0]))
+    if 0 < len(other) <= MAX_SERIES_PHASES:
+        grid["series_phase"] = {str(ids[j]): int(phases[j, 1]) for j in other}
+    return grid
 
 
 BATCH_ROWS = 1 << 20  # ingest rows per windowing batch
@@ -289,7 +299,7 @@ def write_windows(series_path: str, channels: list[str], cfg: WindowsConfig, out
     src = pq.ParquetFile(series_path)
     columns = ["series_id", "timestamp", *channels, *(["label"] if "label" in src.schema_arrow.names else [])]
     stats = global_stats(src, channels, BATCH_ROWS) if cfg.scale == "global" else None
-    n, longest, warnings, scalers, phases = 0, 0, [], [], []
+    n, longest, warnings, scalers, phases, phase_ids = 0, 0, [], [], [], []
     writer: pq.ParquetWriter | None = None
     for t in whole_groups(src.iter_batches(batch_size=BATCH_ROWS, columns=columns), "series_id"):
         values, bounds, ids = _values(t, channels)
@@ -305,7 +315,9 @@ def write_windows(series_path: str, channels: list[str], cfg: WindowsConfig, out
         writer.write_table(out, row_group_size=GROUP_BYTES // (4 * cfg.length * len(channels)) + 1)
         if not scalers or cfg.scale == "series":
             scalers.append(scaler_table(w, cfg.scale))
-        phases.append(_phases(t.column("timestamp"), bounds, cfg.stride))
+        ph, kept = _phases(t.column("timestamp"), bounds, cfg.stride)
+        phases.append(ph)
+        phase_ids.append(ids[kept])
         n += len(w.X)
     if writer is None:
         raise InputError(f"{source}: every series is shorter than windows.length={cfg.length} (longest has {longest} steps)")
@@ -314,5 +326,5 @@ def write_windows(series_path: str, channels: list[str], cfg: WindowsConfig, out
         log.warning("windows: %s", msg)
     log.info("windows: %d windows of %d steps x %d channels", n, cfg.length, len(channels))
     facts = {"shape": [n, cfg.length, len(channels)], "channels": channels, "skipped_series": len(warnings),
-             "grid": window_grid(np.concatenate([p for p in phases if len(p)]) if phases else np.zeros((0, 2), np.int64))}
+             "grid": window_grid(np.concatenate(phases), np.concatenate(phase_ids)) if phases else None}
     return facts, pa.concat_tables(scalers)

@@ -23,7 +23,10 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def _parser() -> argparse.ArgumentParser:
+    from tsatlas import __version__
+
     p = argparse.ArgumentParser(prog="tsatlas", description="An atlas of unlabeled time series.")
+    p.add_argument("--version", action="version", version=f"tsatlas {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the atlas flow (default: the bundled weather data into ./artifacts)")
     run.add_argument("--data", default=None, help="CSV or Parquet file, path or fsspec URL (default: bundled data/weather.csv)")
@@ -292,8 +295,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     page = render(manifest, catalog.read_run_plots(store, manifest)).encode()
     uri = catalog.write_report_page(store, manifest["run_id"], page)
     if args.out:
-        with open(args.out, "wb") as f:
-            f.write(page)
+        from tsatlas.errors import ConfigError
+
+        try:
+            with open(args.out, "wb") as f:
+                f.write(page)
+        except OSError as e:
+            raise ConfigError(f"--out {args.out}: cannot write the page ({e.strerror}); it is at {uri}") from e
     print(args.out or uri)
     return 0
 

@@ -76,6 +76,14 @@ def test_bad_config_names_the_key(args, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_version(capsys):
+    from tsatlas import __version__
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"tsatlas {__version__}"
+
+
 def test_console_script_missing_file(tmp_path):
     """The installed command, as a user types it: one line on stderr, exit 2."""
     r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "tsatlas"), "run", "--data", "nope.csv",

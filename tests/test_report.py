@@ -45,6 +45,8 @@ def test_figures_artifacts_and_html_report(prefect_harness, tiny_csv, tmp_path, 
     assert store.exists(f"runs/{m['run_id']}/report.html")
     page = out.read_text()
     assert "http://" not in page and "https://" not in page and "<script" not in page  # self-contained
+    assert main(["report", m["run_id"], "--root", str(root), "--out", str(tmp_path / "no" / "x.html")]) == 2
+    assert f"--out {tmp_path / 'no' / 'x.html'}: cannot write the page (No such file or directory)" in capsys.readouterr().err
 
     if not CHROMIUM:
         pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")

@@ -183,6 +183,33 @@ def test_business_days_are_steps_of_weekdays(tmp_path):
     np.testing.assert_allclose(out.frame["x"], np.arange(60.0))
 
 
+def test_dates_written_with_their_time_zones_offsets_are_local_dates(tmp_path):
+    """Daily and monthly data written by a program that knows its time zone (2023-03-27
+    00:00:00+02:00): in UTC the days are 23 or 25 hours apart across daylight saving and the months
+    start on the last evening of the month before; read as local dates they are regular. Hourly
+    data keeps UTC, where it is regular across the change."""
+    days = pd.date_range("2023-03-20", periods=20, freq="D", tz="Europe/Berlin")
+    daily = ingest_table(_write(pd.DataFrame({"series_id": "s", "timestamp": days.astype(str), "x": np.arange(20.0)}),
+                                tmp_path / "d.csv"), IngestConfig())
+    assert daily.info["step"] == "1 days 00:00:00" and daily.info["rows"] == 20 and daily.info["gaps_filled"] == 0
+    assert daily.info["time_format"] == "local wall-clock times, UTC offsets +01:00, +02:00 dropped"
+    assert (daily.frame["timestamp"] == pd.date_range("2023-03-20", periods=20, freq="D", tz="UTC")).all()
+
+    months = pd.date_range("2020-01-01", periods=30, freq="MS", tz="Europe/Berlin")
+    monthly = ingest_table(_write(pd.DataFrame({"series_id": "s", "timestamp": months.astype(str), "x": np.arange(30.0)}),
+                                  tmp_path / "m.csv"), IngestConfig())
+    assert monthly.info["step"] == "1 month(s)" and monthly.info["rows"] == 30
+
+    hours = pd.date_range("2023-03-25", periods=72, freq="h", tz="Europe/Berlin")
+    hourly = ingest_table(_write(pd.DataFrame({"series_id": "s", "timestamp": hours.astype(str), "x": np.arange(72.0)}),
+                                 tmp_path / "h.csv"), IngestConfig())
+    assert hourly.info["step"] == "0 days 01:00:00" and hourly.info["rows"] == 72 and hourly.info["time_format"] is None
+
+    utc = ingest_table(_write(pd.DataFrame({"series_id": "s", "timestamp": days.tz_convert("UTC").normalize().astype(str),
+                                            "x": np.arange(20.0)}), tmp_path / "u.csv"), IngestConfig())
+    assert utc.info["time_format"] is None and utc.info["rows"] == 20
+
+
 def test_off_grid_timestamp_names_the_step(tmp_path):
     df = make_long(n_series=1, steps=20, label=False)
     df.loc[7, "timestamp"] += pd.Timedelta("13min")

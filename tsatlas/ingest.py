@@ -230,7 +230,6 @@ def _time_form(s: pd.Series, col: str, source: str) -> tuple[pd.Series, str] | N
         raise InputError(f"{source}: column {col!r}: its dates (such as {s.iloc[0]!r}) read as {' and as '.join(fits)}; "
                          f"set ingest.time_format to the one meant")
     for form, parsed in fits.items():
-        log.info("ingest: %s: column %r read as %s", redact(source), col, form)
         return parsed, form
     return None
 
@@ -256,7 +255,7 @@ def _time(df: pd.DataFrame, col: str, source: str, row0: int = 2, form: str | No
             raise InputError(f"{source}: column {col!r}: integer steps expected, found a blank or fractional value")
         return s.astype(np.int64), None
     text = s.astype(str).str.strip()
-    aware = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).to_numpy()
+    aware = text.str.contains(_OFFSET, regex=True).to_numpy()
     if aware.any() and not aware.all():
         i = int(np.flatnonzero(aware != aware[0])[0])
         raise InputError(f"{source}: column {col!r}, row {i + row0}: {s.iloc[i]!r} mixes time zones: it has "
@@ -280,7 +279,30 @@ def _time(df: pd.DataFrame, col: str, source: str, row0: int = 2, form: str | No
         raise InputError(f"{source}: column {col!r}, row {i + row0}: {s.iloc[i]!r} is outside the supported time "
                          f"range ({lo:%Y-%m-%d} to {hi:%Y-%m-%d}); use integer steps for such a time axis")
     text_form = form if not pd.api.types.is_datetime64_any_dtype(s) else None
+    if aware.all() and form is None:
+        local = _wall_clock(text)
+        if local is not None:
+            parsed, text_form = local
     return parsed.dt.as_unit("ns"), text_form
+
+
+_OFFSET = r"(?:Z|[+-]\d\d:?\d\d)$"  # a time's UTC offset at the end of its text
+
+
+def _wall_clock(text: pd.Series) -> tuple[pd.Series, str] | None:
+    """(the local wall-clock times, how they were read) of times written with UTC offsets, when the
+    offsets are not all zero and every time is at the same time of day: dates written by a program
+    that knows its time zone (daily data at local midnight, monthly data on the first), which in UTC
+    are 23 or 25 hours apart across a daylight-saving change, or fall on the last day of the month
+    before. None otherwise: times of several times of day (hourly data) are regular in UTC."""
+    offsets = text.str.extract(f"({_OFFSET})", expand=False)
+    if offsets.isin(["Z", "+00:00", "-00:00", "+0000", "-0000"]).all():
+        return None
+    wall = pd.to_datetime(text.str.replace(_OFFSET, "", regex=True), utc=True, format="ISO8601")
+    if (wall - wall.dt.normalize()).nunique() != 1:
+        return None
+    seen = sorted(offsets.unique())
+    return wall, f"local wall-clock times, UTC offsets {', '.join(seen[:4])}{' ...' if len(seen) > 4 else ''} dropped"
 
 
 # pandas' name for a column whose header cell is empty (a row index written with the data).
@@ -574,7 +596,14 @@ def ingest_table(uri: str, cfg: IngestConfig, storage_options: dict[str, Any] | 
         raise InputError(f"{uri}: no rows in the range start={cfg.start} end={cfg.stop}")
     frame, info = regularise(long, channels, cfg, uri, wide=how["layout"] == "wide")
     info.update(rows_in=len(raw), **how)
+    _log_time_form(uri, info)
     return Ingested(frame, channels, info)
+
+
+def _log_time_form(uri: str, info: dict[str, Any]) -> None:
+    """One line when the time column's text was read another way than as ISO 8601 in UTC."""
+    if info.get("time_format"):
+        log.info("ingest: %s: column %r read as %s", redact(uri), info["time_column"], info["time_format"])
 
 
 STREAM_ROWS = 1 << 20  # input rows per batch when a long Parquet file is streamed
@@ -688,6 +717,7 @@ def ingest_to_file(uri: str, cfg: IngestConfig, out_path: str, storage_options: 
         info = out.info
     else:
         info = streamed[1]
+        _log_time_form(uri, info)
     info.pop("step_value", None)
     log.info("ingest: %d rows in, %d series, %d gaps filled%s", info["rows_in"], info["series"],
              info["gaps_filled"], " (streamed)" if streamed else "")

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -127,6 +129,33 @@ def test_compressed_csv_reads_as_the_plain_one(tmp_path, suffix):
     df.to_csv(path, index=False, sep=";")  # pandas compresses by the suffix
     got, want = ingest_table(str(path), IngestConfig()), ingest_table(_write(df, tmp_path / "ref.csv"), IngestConfig())
     pd.testing.assert_frame_equal(got.frame, want.frame)
+
+
+def test_the_file_kind_is_read_from_its_first_bytes(tmp_path):
+    """A zip archive of one CSV (as data downloads come), a gzip file without .gz, Parquet without
+    .parquet are read; workbooks, archives of several files and JSON are refused saying what to do."""
+    import gzip
+    import zipfile
+
+    df = make_long(n_series=2, steps=20, label=False)
+    want = ingest_table(_write(df, tmp_path / "ref.csv"), IngestConfig()).frame
+    with zipfile.ZipFile(tmp_path / "one.zip", "w") as z:
+        z.write(tmp_path / "ref.csv", "data/ref.csv")
+    (tmp_path / "noext").write_bytes(gzip.compress((tmp_path / "ref.csv").read_bytes()))
+    df.to_parquet(tmp_path / "table.dat")
+    for name in ("one.zip", "noext", "table.dat"):
+        pd.testing.assert_frame_equal(ingest_table(str(tmp_path / name), IngestConfig()).frame, want)
+
+    with zipfile.ZipFile(tmp_path / "two.zip", "w") as z:
+        z.write(tmp_path / "ref.csv", "a.csv")
+        z.write(tmp_path / "ref.csv", "b.csv")
+    with zipfile.ZipFile(tmp_path / "book.xlsx", "w") as z:
+        z.writestr("xl/workbook.xml", "<workbook/>")
+    (tmp_path / "t.json").write_text(df.to_json(orient="records", date_format="iso"))
+    for name, message in (("two.zip", "a zip archive of 2 files (a.csv, b.csv)"), ("book.xlsx", "a spreadsheet workbook"),
+                          ("t.json", "JSON; tsatlas reads CSV or Parquet")):
+        with pytest.raises(InputError, match=re.escape(f"{name}: {message}")):
+            ingest_table(str(tmp_path / name), IngestConfig())
 
 
 @pytest.mark.parametrize("form", ["%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M", "%d.%m.%Y %H:%M:%S"])

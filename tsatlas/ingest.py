@@ -11,13 +11,16 @@ other inputs are read whole.
 from __future__ import annotations
 
 import logging
+import lzma
 import os
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import fsspec
+import fsspec.compression
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -99,33 +102,75 @@ def _time_filters(schema: pa.Schema, cfg: IngestConfig | None) -> list[tuple] | 
 
 
 def read_table(uri: str, storage_options: dict[str, Any] | None = None, cfg: IngestConfig | None = None) -> pd.DataFrame:
-    """Read CSV (any other suffix; decompressed when it ends .gz, .bz2 or .xz) or Parquet
-    (.parquet/.pq) from a path or fsspec URL.
+    """Read CSV (plain, gzip, bz2 or xz compressed, or the one file of a zip archive) or Parquet
+    from a path or fsspec URL; which, from the file's first bytes (a Parquet file need not be named
+    .parquet, nor a .gz one .gz). Workbooks and JSON are refused with what to do instead.
 
     With cfg.start/end, Parquet is read with row-group predicates on the time column, so only
     the partition's row groups are decoded; CSV is read whole and clipped after.
     """
-    is_parquet = uri.lower().endswith((".parquet", ".pq"))
+    kind = "Parquet" if uri.lower().endswith((".parquet", ".pq")) else "CSV"
     try:
-        with fsspec.open(uri, "rb", compression=None if is_parquet else "infer", **fs_options(uri, storage_options)) as f:
-            if is_parquet:
-                pf = pq.ParquetFile(f)
-                df = pq.read_table(f, filters=_time_filters(pf.schema_arrow, cfg)).to_pandas()
+        with fsspec.open(uri, "rb", **fs_options(uri, storage_options)) as raw:
+            head = raw.read(8)
+            raw.seek(0)
+            kind, compression = _sniff(uri, head)
+            if kind == "Parquet":
+                pf = pq.ParquetFile(raw)
+                df = pq.read_table(raw, filters=_time_filters(pf.schema_arrow, cfg)).to_pandas()
+            elif compression == "zip":
+                df = _read_csv(_zipped_csv(uri, raw), cfg)
             else:
-                df = _read_csv(f, cfg)
+                df = _read_csv(fsspec.compression.compr[compression](raw, mode="rb") if compression else raw, cfg)
     except FileNotFoundError:
         raise InputError(f"{uri}: file not found") from None
     except pd.errors.EmptyDataError:
         raise InputError(f"{uri}: file is empty") from None
     except pa.ArrowNotImplementedError as e:
         raise InputError(f"{uri}: cannot filter column {cfg.time_column!r} by ingest.start/end ({e})") from None
-    except (pa.ArrowInvalid, pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
-        kind = "Parquet" if is_parquet else "CSV"
+    except (pa.ArrowInvalid, pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, zipfile.BadZipFile,
+            lzma.LZMAError) as e:
         raise InputError(f"{uri}: not a readable {kind} file ({str(e).splitlines()[0]})") from None
     if df.empty:
         raise InputError(f"{uri}: no data rows (header only?)")
     df.columns = [str(c) for c in df.columns]
     return df
+
+
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz"}  # first bytes -> fsspec compression
+_WORKBOOKS = (".xlsx", ".xlsm", ".xls", ".ods")
+
+
+def _zipped_csv(uri: str, raw: Any) -> Any:
+    """The one file of a zip archive, opened for reading; an error naming the files when there are more."""
+    z = zipfile.ZipFile(raw)
+    names = [n for n in z.namelist() if not n.endswith("/") and not n.startswith("__MACOSX/")]
+    if len(names) != 1:
+        raise InputError(f"{uri}: a zip archive of {len(names)} files ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}); "
+                         "tsatlas reads one CSV or Parquet file: unzip it and pass one")
+    if names[0].lower().endswith((".parquet", ".pq", *_WORKBOOKS)):
+        raise InputError(f"{uri}: a zip archive holding {names[0]}: unzip it and pass that file")
+    return z.open(names[0])
+
+
+def _sniff(uri: str, head: bytes) -> tuple[str, str | None]:
+    """("Parquet" or "CSV", the CSV's compression or None) from a file's first bytes; an error
+    saying what to do for the formats people try first that are neither."""
+    if head.startswith(b"PAR1"):
+        return "Parquet", None
+    for magic, compression in _COMPRESSED.items():
+        if head.startswith(magic):
+            return "CSV", compression
+    lower = uri.lower().split("?")[0]
+    if head.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):  # zip (xlsx, ods, .zip) or OLE2 (xls)
+        if lower.endswith(_WORKBOOKS):
+            raise InputError(f"{uri}: a spreadsheet workbook; tsatlas reads CSV or Parquet: save the sheet as CSV "
+                             "(File > Save As > CSV) and pass that")
+        return "CSV", "zip"  # one CSV inside, as data downloads come; _zipped_csv checks that
+    if lower.endswith((".json", ".jsonl", ".ndjson")) and head.lstrip()[:1] in (b"{", b"["):
+        raise InputError(f"{uri}: JSON; tsatlas reads CSV or Parquet: write the table as one of those "
+                         "(pandas: pd.read_json(...).to_csv(...))")
+    return "CSV", None
 
 
 # What pandas reads as missing by default; kept for value columns, never applied to the id column.

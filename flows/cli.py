@@ -81,11 +81,13 @@ def summary(m: dict[str, Any]) -> str:
     lines = [
         f"run {m['run_id']}",
         f"  data      {m['data']}",
-        f"  ingest    {ing['rows_in']} rows in, {ing['series']} series, {len(ing['channels'])} channels, {ing['gaps_filled']} gaps filled",
+        f"  ingest    {ing['rows_in']} rows in, {ing['series']} series, {len(ing['channels'])} channels, {ing['gaps_filled']} gaps filled"
+        + (f", {ing['gaps_left']['runs']} longer gap(s) of {ing['gaps_left']['steps']} steps left out" if ing.get("gaps_left") else ""),
         f"            read as {ing.get('layout', '?')}: time column {ing.get('time_column')}"
         + (f" ({ing['time_format']})" if ing.get("time_format") else "") + ", id column "
         f"{ing.get('id_column')}, channels {', '.join(ing['channels'][:8])}{' ...' if len(ing['channels']) > 8 else ''}",
-        f"  windows   {n} windows of {T} steps x {C} channels",
+        f"  windows   {n} windows of {T} steps x {C} channels"
+        + (f" ({m['summary']['windows']['left_out']} overlapping a longer gap left out)" if m["summary"]["windows"].get("left_out") else ""),
         f"  train     {tr['epochs']} epochs on {tr['device']}, {objective} loss {tr['train_loss']:.4f}, validation "
         f"{'idec' if objective == 'idec' else 'reconstruction'} loss {tr['val_loss']:.4f} (best {tr['best_val_loss']:.4f} at epoch {tr['best_epoch']})",
         f"  cluster   k={cl['k']}, sizes {cl['sizes']}, silhouette {cl['silhouette']:.3f}, Davies-Bouldin {cl['davies_bouldin']:.3f}"

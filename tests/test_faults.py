@@ -50,11 +50,13 @@ def _case(tmp_path, name):
     if name == "long_gap":
         bad = long.copy()
         bad.loc[5:12, "ch0"] = np.nan
-        return ["--data", _csv(f, bad)], "long_gap.csv: series 's0', column 'ch0': 8 missing or non-finite steps"
+        return (["--data", _csv(f, bad), "--set", "ingest.long_gaps=error"],
+                "long_gap.csv: series 's0', column 'ch0': 8 missing or non-finite steps")
     if name == "inf_run":
         bad = long.copy()
         bad.loc[45:50, "ch0"] = np.inf
-        return ["--data", _csv(f, bad)], "inf_run.csv: series 's1', column 'ch0': 6 missing or non-finite steps"
+        return (["--data", _csv(f, bad), "--set", "ingest.long_gaps=error"],
+                "inf_run.csv: series 's1', column 'ch0': 6 missing or non-finite steps")
     if name == "duplicate_timestamps":
         return ["--data", _csv(f, pd.concat([long, long.iloc[[3]]]))], "series 's0' has duplicate timestamp"
     if name == "mixed_time_zones":
@@ -104,13 +106,20 @@ def test_bad_input_table(prefect_harness, tmp_path, capsys, name):
     assert not _manifests(root)
 
 
-def test_short_series_skipped_when_others_remain(prefect_harness, tmp_path, capsys):
-    df = pd.concat([make_long(n_series=4, steps=80), make_long(n_series=1, steps=10).assign(series_id="tiny")])
+def test_short_series_and_outages_skipped_when_others_remain(prefect_harness, tmp_path, capsys):
+    """A series shorter than a window is skipped, and an outage (a gap longer than ingest.max_gap)
+    is kept missing: the windows that overlap it are left out, the run goes on and says so."""
+    df = pd.concat([make_long(n_series=4, steps=80), make_long(n_series=1, steps=10).assign(series_id="tiny")],
+                   ignore_index=True)
+    df.loc[df.index[(df.series_id == "s1").to_numpy()][30:40], "ch1"] = np.nan
     assert main(["run", "--data", _csv(tmp_path / "d.csv", df), "--root", str(tmp_path / "a"), "--json", *SETS]) == 0
     import json
 
-    m = json.loads(capsys.readouterr().out)
+    out = capsys.readouterr()
+    m = json.loads(out.out)
     assert m["summary"]["ingest"]["series"] == 5 and m["summary"]["windows"]["skipped_series"] == 1
+    assert m["summary"]["ingest"]["gaps_left"]["runs"] == 1 and m["summary"]["ingest"]["gaps_left"]["steps"] == 10
+    assert m["summary"]["windows"]["left_out"] > 0 and "windows overlap missing steps" in out.err
 
 
 def test_sigkill_during_training_then_rerun_resumes(prefect_harness, tmp_path, tiny_csv, capsys):

@@ -57,11 +57,20 @@ def test_short_gaps_filled_by_interpolation(tmp_path):
     assert v[10] == pytest.approx((v[9] + v[11]) / 2)
 
 
-def test_long_gap_is_an_error_naming_series_and_column(tmp_path):
+def test_long_gap_is_kept_missing_or_an_error_naming_series_and_column(tmp_path):
+    """An outage longer than max_gap stays missing (windows overlapping it are left out later), the
+    short gap beside it is filled; long_gaps=error stops instead, naming where."""
     df = make_long(n_series=1, steps=20, channels=1, label=False)
     df.loc[3:8, "ch0"] = np.inf
+    df.loc[12, "ch0"] = np.nan
+    path = _write(df, tmp_path / "g.csv")
+    out = ingest_table(path, IngestConfig())
+    v = out.frame["ch0"].to_numpy()
+    assert np.isnan(v[3:9]).all() and np.isfinite(np.delete(v, range(3, 9))).all()
+    assert out.info["gaps_filled"] == 1 and out.info["gaps_left"]["runs"] == 1 and out.info["gaps_left"]["steps"] == 6
+    assert out.info["gaps_left"]["first"].startswith("series 's0', column 'ch0': 6 missing or non-finite steps from 2024-01-01 03:00")
     with pytest.raises(InputError, match=r"g\.csv: series 's0', column 'ch0': 6 missing or non-finite steps from .* exceed ingest\.max_gap=3"):
-        ingest_table(_write(df, tmp_path / "g.csv"), IngestConfig())
+        ingest_table(path, IngestConfig(long_gaps="error"))
 
 
 def test_text_in_numeric_channel_names_column_row_value(tmp_path):
@@ -366,5 +375,5 @@ def test_wide_table_with_ragged_edges_is_trimmed_and_gaps_name_the_users_column(
     df.loc[20:25, "site_b"] = np.nan  # a real gap inside the series
     df.to_csv(path, index=False)
     with pytest.raises(InputError, match=r"wide\.csv: column 'site_b': 6 missing or non-finite steps") as e:
-        ingest_table(str(path), IngestConfig(max_gap=3))
+        ingest_table(str(path), IngestConfig(max_gap=3, long_gaps="error"))
     assert "'value'" not in str(e.value)

@@ -58,6 +58,31 @@ def test_short_series_skipped_with_warning_all_short_is_an_error():
 
 
 @pytest.mark.parametrize("scope", ["global", "series", "window", "none"])
+def test_windows_overlapping_missing_steps_are_left_out_and_statistics_skip_them(scope):
+    """An outage kept missing at ingest (NaN rows): no window overlaps it, the others are the
+    windows of the gap-free data, and the scaling statistics are those of the values present."""
+    values, bounds, ids = _series([30, 50])
+    gappy = values.copy()
+    gappy[40:44, 1] = np.nan  # series s1, its rows 10-13, channel 1: the windows starting at 10 only
+    cfg = WindowsConfig(length=5, stride=5, scale=scope)
+    w, _ = make_windows(gappy, bounds, ids, cfg)
+    full, _ = make_windows(values, bounds, ids, cfg)
+    kept = ~((full.series == 1) & (full.start == 10))
+    assert w.left_out == 1 and len(w.X) == len(full.X) - 1 and not np.isnan(w.X).any()
+    np.testing.assert_array_equal(w.start, full.start[kept])
+    if scope in ("window", "none"):
+        np.testing.assert_allclose(w.X, full.X[kept], rtol=1e-6)
+    if scope == "global":
+        np.testing.assert_allclose(w.loc[0], np.nanmean(gappy, axis=0), rtol=1e-6)
+        np.testing.assert_allclose(w.scale[0], np.nanstd(gappy, axis=0), rtol=1e-5)
+    if scope == "series":
+        s1 = gappy[30:80]
+        np.testing.assert_allclose(w.loc[w.series == 1][0], np.nanmean(s1, axis=0), rtol=1e-6)
+        np.testing.assert_allclose(w.scale[w.series == 1][0], np.nanstd(s1, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(w.original_units(), _naive(values, bounds, 5, 5)[kept], rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("scope", ["global", "series", "window", "none"])
 def test_table_round_trip(scope):
     values, bounds, ids = _series([30, 50], C=3)
     w, _ = make_windows(values, bounds, ids, WindowsConfig(length=6, stride=4, scale=scope))
@@ -107,6 +132,7 @@ def test_streamed_stage_equals_the_whole_table_in_memory(tmp_path, monkeypatch, 
     monkeypatch.setenv("TSATLAS_CACHE", str(tmp_path / "cache"))
     df = make_long(n_series=5, steps=90, channels=2)
     df.loc[df.series_id == "s2", "ch1"] += 1e4  # a far offset: global statistics must combine batches exactly
+    df.loc[df.index[(df.series_id == "s3").to_numpy()][20:30], "ch0"] = np.nan  # an outage, kept missing at ingest
     data = tmp_path / "in.parquet"
     df.to_parquet(data, index=False)
     root = str(tmp_path / "art")
@@ -122,6 +148,7 @@ def test_streamed_stage_equals_the_whole_table_in_memory(tmp_path, monkeypatch, 
     values, bounds, sids = tw._values(table, channels)
     whole, _ = make_windows(values, bounds, sids, cfg)
     assert ref.shape == list(whole.X.shape) and ids.column("window_id").to_pylist() == list(range(len(whole.X)))
+    assert ref.facts["left_out"] == whole.left_out == 5  # the windows of 16 steps starting 5, 10, .., 25 overlap rows 20-29
     np.testing.assert_allclose(w.X, whole.X, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(w.original_units(), whole.original_units(), rtol=1e-5, atol=1e-3)
     pf = pq.ParquetFile(catalog.local_path(Store(root), ref, catalog.WINDOWS))

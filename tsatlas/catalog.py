@@ -522,7 +522,7 @@ def build_manifest(run_id: str, data: str, config: dict[str, Any], refs: dict[st
         "code_version": code_version,
         "stages": {s: refs[s].manifest_entry() for s in STAGES},
         "summary": {"ingest": ing.info, "windows": {"shape": win.shape, "skipped_series": win.facts["skipped_series"],
-                                                 "grid": win.facts.get("grid")},
+                                                 "left_out": win.facts.get("left_out", 0), "grid": win.facts.get("grid")},
                     "embed": {"anomaly_threshold": emb.threshold}},
         "metrics": {s: refs[s].facts["metrics"] for s in ("train", "cluster", "generate")},
         "timings": {s: {"seconds": None if refs[s].seconds is None else round(refs[s].seconds, 3),

@@ -63,6 +63,9 @@ class IngestConfig(_Section):
     freq: str | None = Field(None, pattern=_FREQ, description="Grid step, e.g. '1h', '15min' or '1' for integer "
                              "steps; default: the median step.")
     max_gap: int = Field(3, ge=0, le=10_000, description="Longest run of missing steps that is filled by interpolation.")
+    long_gaps: Literal["skip", "error"] = Field(
+        "skip", description="A longer run of missing steps (an outage): skip: kept missing, and the windows that "
+        "overlap it are left out (logged, and counted in the summary); error: stop, naming the series, column and time.")
     start: str | None = Field(None, pattern=_BOUND, description="Only rows at or after this time (inclusive): a date "
                               "or time such as 2024-01-31 or 2024-01-31T12:00Z, or an integer step.")
     span: str | None = Field(None, pattern=_SPAN, description="With start: only rows before start + span, a duration "

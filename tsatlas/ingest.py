@@ -496,7 +496,9 @@ MAX_ABS = 1e30  # largest |value| accepted: standardising squares it, and window
 
 def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, source: str,
                step: int | None = None, wide: bool = False) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Sort, check duplicates, place every series on a regular grid and fill gaps up to `max_gap` steps.
+    """Sort, check duplicates, place every series on a regular grid and fill gaps up to `max_gap`
+    steps; longer runs (outages) stay missing under long_gaps=skip (windowing leaves out the
+    windows that overlap them; counted in info["gaps_left"]) and are an error under long_gaps=error.
 
     The loop runs over series (few), never over rows. `step` (ns or integer steps) fixes the
     grid; default: ingest.freq, else the median step of `long`. `wide`: the series are the
@@ -535,7 +537,7 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
         raise InputError(f"{source}: series {sid[i]!r}, column {channels[c]!r}, at {long['timestamp'].iat[i]}: "
                          f"value {vals[i, c]:g} is too large (|value| above {MAX_ABS:g}); rescale the column")
     parts_id, parts_t, parts_v, labels = [], [], [], []
-    filled = 0
+    filled, left, first_left = 0, [], None
     for a, b in zip(bounds[:-1], bounds[1:]):
         s = sid[a]
         off = t[a:b] - t[a]
@@ -551,20 +553,25 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
         miss = np.isnan(grid)
         if miss.any():
             col, start, length = gap_runs(miss)
-            worst = int(np.argmax(length))
-            if length[worst] > cfg.max_gap or length[worst] == grid.shape[0]:
+            long_run = (length > cfg.max_gap) | (length == grid.shape[0])
+            if long_run.any():
+                worst = int(np.flatnonzero(long_run)[0]) if cfg.long_gaps == "skip" else int(np.argmax(length))
                 when = t[a] + start[worst] * step
                 when_s = pd.Timestamp(when, tz="UTC") if is_time else _calendar_text(when, calendar[1]) if calendar else when
                 where = f"column {s!r}" if wide else f"series {s!r}, column {channels[col[worst]]!r}"
-                raise InputError(
-                    f"{source}: {where}: {int(length[worst])} missing or "
-                    f"non-finite steps from {when_s} exceed ingest.max_gap={cfg.max_gap}"
-                )
+                what = f"{where}: {int(length[worst])} missing or non-finite steps from {when_s}"
+                if cfg.long_gaps == "error":
+                    raise InputError(f"{source}: {what} exceed ingest.max_gap={cfg.max_gap}")
+                first_left = first_left or what
+                left.append(length[long_run])
             x = np.arange(grid.shape[0])
             for c in np.unique(col):  # one np.interp per channel with gaps
                 ok = ~miss[:, c]
-                grid[~ok, c] = np.interp(x[~ok], x[ok], grid[ok, c])
-            filled += int(length.sum())
+                if ok.any():
+                    grid[~ok, c] = np.interp(x[~ok], x[ok], grid[ok, c])
+            for c, a0, n in zip(col[long_run], start[long_run], length[long_run]):  # outages stay missing
+                grid[a0:a0 + n, c] = np.nan
+            filled += int(length[~long_run].sum())
         parts_id.append(np.full(grid.shape[0], s, dtype=object))
         parts_t.append(t[a] + np.arange(grid.shape[0], dtype=np.int64) * step)
         parts_v.append(grid)
@@ -578,6 +585,9 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
         out["label"] = np.concatenate(labels).astype(str)
     info = {"series": len(parts_id), "rows": len(out), "channels": channels, "gaps_filled": filled,
             "step": str(pd.Timedelta(step)) if is_time else step, "step_value": step}
+    if left:  # runs longer than max_gap, kept missing (long_gaps=skip): counted, the first one named
+        runs = np.concatenate(left)
+        info["gaps_left"] = {"runs": len(runs), "steps": int(runs.sum()), "first": first_left}
     if calendar is not None:
         info.update(step=f"{step} {calendar[1]}(s)", time_unit=f"{calendar[1]} numbers ({calendar[1]}s since 1970-01-01)")
     return out, info
@@ -730,6 +740,10 @@ def _stream(uri: str, cfg: IngestConfig, opts: dict[str, Any] | None, out_path: 
                 info.update(series=info["series"] + part["series"], rows=info["rows"] + part["rows"],
                             gaps_filled=info["gaps_filled"] + part["gaps_filled"], step=part["step"],
                             **{k: part[k] for k in ("time_unit",) if k in part})
+                if "gaps_left" in part:
+                    seen_left = info.get("gaps_left", {"runs": 0, "steps": 0, "first": part["gaps_left"]["first"]})
+                    info["gaps_left"] = {**seen_left, "runs": seen_left["runs"] + part["gaps_left"]["runs"],
+                                         "steps": seen_left["steps"] + part["gaps_left"]["steps"]}
         except _NotGrouped:
             if writer is not None:
                 writer.close()
@@ -766,6 +780,11 @@ def ingest_to_file(uri: str, cfg: IngestConfig, out_path: str, storage_options: 
     info.pop("step_value", None)
     log.info("ingest: %d rows in, %d series, %d gaps filled%s", info["rows_in"], info["series"],
              info["gaps_filled"], " (streamed)" if streamed else "")
+    if "gaps_left" in info:
+        g = info["gaps_left"]
+        log.warning("ingest: %d run(s) of missing steps longer than ingest.max_gap=%d (%d steps) kept missing, the first: "
+                    "%s; windows that overlap them are left out (ingest.long_gaps=error to stop instead)",
+                    g["runs"], cfg.max_gap, g["steps"], g["first"])
     if "time_unit" in info:
         log.info("ingest: the times follow a calendar (month starts or ends, or weekdays): steps of %s, timestamps are %s",
                  info["step"], info["time_unit"])

@@ -186,6 +186,8 @@ def render(manifest: dict[str, Any], images: dict[str, bytes]) -> str:
                             f'<img alt="{TITLES[name]}" src="data:image/png;base64,{b64}"></section>')
     data_rows = [("input", m["data"]), ("rows in", ing["rows_in"]), ("series", ing["series"]),
                  ("channels", ", ".join(ing["channels"])), ("gaps filled", ing["gaps_filled"]),
+                 *([("longer gaps left out", f"{ing['gaps_left']['runs']} ({ing['gaps_left']['steps']} steps), "
+                     f"the first: {ing['gaps_left']['first']}")] if ing.get("gaps_left") else []),
                  ("windows", f"{n} of {T} steps x {C} channels")]
     train_rows = [("epochs", tr["epochs"]), ("device", tr["device"]), ("final train loss", tr["train_loss"]),
                   ("final validation loss", tr["val_loss"]), ("best validation loss", tr["best_val_loss"])]

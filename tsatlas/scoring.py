@@ -16,7 +16,7 @@ from tsatlas.clustering import assign
 from tsatlas.config import WindowsConfig
 from tsatlas.errors import InputError
 from tsatlas.tables import from_fixed_list
-from tsatlas.windowing import make_windows
+from tsatlas.windowing import no_whole_window, make_windows
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,11 @@ def score_series(frame: pd.DataFrame, channels: list[str], wcfg: WindowsConfig, 
         w, _ = make_windows(values, bounds, sid[bounds[:-1]], wcfg, source=source, global_stats=(loc, scale))
     else:
         w, _ = make_windows(values, bounds, sid[bounds[:-1]], wcfg, source=source)
+    if not len(w.X):
+        raise InputError(no_whole_window(source, wcfg.length))
+    if w.left_out:
+        log.warning("score: %d of %d windows overlap missing steps (a gap longer than ingest.max_gap): left out",
+                    w.left_out, w.left_out + len(w.X))
     z, err = ae.embed(w.X)
     labels, dist = assign(z, km.centroids, km.z_mean, km.z_scale)
     table = pa.table({"window_id": pa.array(np.arange(len(z), dtype=np.int64)),
@@ -101,6 +106,6 @@ def score_series(frame: pd.DataFrame, channels: list[str], wcfg: WindowsConfig, 
                       "start": frame["timestamp"].iloc[bounds[w.series] + w.start].to_numpy(),
                       "cluster": pa.array(labels.astype(np.int32)), "distance": pa.array(dist),
                       "recon_error": pa.array(err), "anomaly": pa.array(err > threshold)})
-    summary = {"windows": int(len(z)), "anomalies": int((err > threshold).sum()), "threshold": threshold,
+    summary = {"windows": int(len(z)), "left_out": w.left_out, "anomalies": int((err > threshold).sum()), "threshold": threshold,
                **cluster_mix(km.sizes, labels)}
     return table, summary

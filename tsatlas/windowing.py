@@ -9,6 +9,7 @@ loc/scale are a small scaler table beside it.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,8 @@ class Windows:
     """Standardised windows and what is needed to undo the scaling.
 
     X: (n, T, C) float32 standardised values; loc, scale: (n, C); series: (n,) index into
-    `series_ids`; start: (n,) row offset of the first step inside its series.
+    `series_ids`; start: (n,) row offset of the first step inside its series; left_out: windows
+    not cut because they overlap missing steps (an outage kept missing at ingest).
     """
 
     X: np.ndarray
@@ -38,6 +40,7 @@ class Windows:
     series: np.ndarray
     start: np.ndarray
     series_ids: np.ndarray
+    left_out: int = 0
 
     def original_units(self) -> np.ndarray:
         return self.X * self.scale[:, None, :] + self.loc[:, None, :]
@@ -86,16 +89,26 @@ def cut(values: np.ndarray, bounds: np.ndarray, length: int, stride: int) -> np.
 
 
 def series_stats(values: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation per series and channel, (S, C) each. Each series is shifted
-    by its first row before summing, so a large offset cannot cancel the variance away."""
+    """Mean and standard deviation per series and channel, (S, C) each, over the values present
+    (an outage kept missing at ingest is NaN). Each series is shifted by a value of its own before
+    summing, so a large offset cannot cancel the variance away."""
     S, C = len(bounds) - 1, values.shape[1]
     mean, sd = np.zeros((S, C)), np.zeros((S, C))
     for s, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):  # loop over series, vectorised inside
         if b > a:
-            d = values[a:b] - values[a]
-            m = d.sum(axis=0) / (b - a)
-            mean[s] = m + values[a]
-            sd[s] = np.sqrt(np.maximum(np.einsum("nc,nc->c", d, d) / (b - a) - m * m, 0.0))
+            ref = values[a]
+            if np.isnan(ref).any():
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # a channel with no value: its mean is NaN
+                    ref = np.nan_to_num(np.nanmean(values[a:b], axis=0))
+            d = values[a:b] - ref
+            n: np.ndarray | int = b - a
+            if np.isnan(d).any():
+                n = np.maximum((~np.isnan(d)).sum(axis=0), 1)
+                d = np.nan_to_num(d, nan=0.0)
+            m = d.sum(axis=0) / n
+            mean[s] = m + ref
+            sd[s] = np.sqrt(np.maximum(np.einsum("nc,nc->c", d, d) / n - m * m, 0.0))
     return mean, sd
 
 
@@ -111,6 +124,11 @@ def _standardise_rows(values: np.ndarray, bounds: np.ndarray, loc: np.ndarray, s
 
 def _too_short(series_id: str, steps: int, length: int) -> str:
     return f"series {str(series_id)!r} has {int(steps)} steps, fewer than windows.length={length}: skipped"
+
+
+def no_whole_window(source: str, length: int) -> str:
+    return (f"{source}: no window of {length} steps without missing steps: every one overlaps a gap longer than "
+            "ingest.max_gap (raise it to fill them by interpolation, or shorten windows.length)")
 
 
 def _safe(sd: np.ndarray, loc: np.ndarray) -> np.ndarray:
@@ -133,7 +151,8 @@ def make_windows(values: np.ndarray, bounds: np.ndarray, series_ids: np.ndarray,
             input (scale=global); default: computed from `values`.
 
     Returns:
-        The windows, and warnings about series skipped for being shorter than a window.
+        The windows (`left_out` counts those that overlap missing steps), and warnings about
+        series skipped for being shorter than a window.
     """
     lens = np.diff(bounds)
     short = np.flatnonzero(lens < cfg.length)
@@ -142,9 +161,9 @@ def make_windows(values: np.ndarray, bounds: np.ndarray, series_ids: np.ndarray,
             f"{source}: every series is shorter than windows.length={cfg.length} "
             f"(longest has {int(lens.max()) if len(lens) else 0} steps)"
         )
-    warnings = [_too_short(series_ids[i], lens[i], cfg.length) for i in short]
+    notes = [_too_short(series_ids[i], lens[i], cfg.length) for i in short]
     starts, series = window_starts(bounds, cfg.length, cfg.stride)
-    n, C = len(starts), values.shape[1]
+    C = values.shape[1]
     if cfg.scale in ("global", "series"):
         groups = bounds if cfg.scale == "series" else np.array([0, len(values)])
         if cfg.scale == "global" and global_stats is not None:
@@ -153,20 +172,26 @@ def make_windows(values: np.ndarray, bounds: np.ndarray, series_ids: np.ndarray,
             mean, sd = series_stats(values, groups)
         sd = _safe(sd, mean)
         X = cut(_standardise_rows(values, groups, mean, sd), bounds, cfg.length, cfg.stride)
-        loc, scale = (mean[series], sd[series]) if cfg.scale == "series" else (
-            np.broadcast_to(mean[0], (n, C)), np.broadcast_to(sd[0], (n, C)))
     else:
         X = cut(values.astype(np.float32), bounds, cfg.length, cfg.stride)
-        if cfg.scale == "window":  # two passes in place: centre, then scale (no window-sized temporaries)
-            loc = np.einsum("ntc->nc", X) / cfg.length
-            X -= loc[:, None, :]
-            scale = _safe(np.sqrt(np.einsum("ntc,ntc->nc", X, X) / cfg.length), loc)
-            X /= scale[:, None, :]
-        else:
-            loc, scale = np.zeros((n, C)), np.ones((n, C))
+    left_out = 0
+    if np.isnan(values).any():  # outages kept missing at ingest (long_gaps=skip): no window may overlap one
+        keep = ~np.isnan(X).any(axis=(1, 2))
+        X, starts, series, left_out = X[keep], starts[keep], series[keep], int((~keep).sum())
+    n = len(starts)
+    if cfg.scale in ("global", "series"):
+        loc, scale = (mean[series], sd[series]) if cfg.scale == "series" else (
+            np.broadcast_to(mean[0], (n, C)), np.broadcast_to(sd[0], (n, C)))
+    elif cfg.scale == "window":  # two passes in place: centre, then scale (no window-sized temporaries)
+        loc = np.einsum("ntc->nc", X) / cfg.length
+        X -= loc[:, None, :]
+        scale = _safe(np.sqrt(np.einsum("ntc,ntc->nc", X, X) / cfg.length), loc)
+        X /= scale[:, None, :]
+    else:
+        loc, scale = np.zeros((n, C)), np.ones((n, C))
     w = Windows(X, np.ascontiguousarray(loc, np.float32), np.ascontiguousarray(scale, np.float32), series,
-                starts - bounds[series], np.asarray(series_ids))
-    return w, warnings
+                starts - bounds[series], np.asarray(series_ids), left_out)
+    return w, notes
 
 
 def to_table(w: Windows, timestamps: pa.Array | None, bounds: np.ndarray, channels: list[str], scope: str,
@@ -239,16 +264,17 @@ def _values(t: pa.Table, channels: list[str]) -> tuple[np.ndarray, np.ndarray, n
 def global_stats(pf: pq.ParquetFile, channels: list[str], batch_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation per channel over all rows, one batch at a time (Chan et
     al.'s pairwise combination of counts, means and sums of squared deviations)."""
-    n, mean, m2 = 0, np.zeros(len(channels)), np.zeros(len(channels))
+    n, mean, m2 = np.zeros(len(channels)), np.zeros(len(channels)), np.zeros(len(channels))
     for rb in pf.iter_batches(batch_size=batch_rows, columns=channels):
-        v = np.column_stack([rb.column(c).to_numpy() for c in channels]).astype(np.float64, copy=False)
+        v = np.column_stack([rb.column(c).to_numpy(zero_copy_only=False) for c in channels]).astype(np.float64, copy=False)
         bm, bsd = series_stats(v, np.array([0, len(v)]))
-        nb = len(v)
+        nb = (~np.isnan(v)).sum(axis=0)  # values present per channel (outages are NaN)
         delta = bm[0] - mean
-        m2 += bsd[0] ** 2 * nb + delta**2 * n * nb / (n + nb)
-        mean += delta * nb / (n + nb)
+        both = np.maximum(n + nb, 1)
+        m2 += bsd[0] ** 2 * nb + delta**2 * n * nb / both
+        mean += delta * nb / both
         n += nb
-    return mean, np.sqrt(m2 / max(n, 1))
+    return mean, np.sqrt(m2 / np.maximum(n, 1))
 
 
 def _phases(timestamps: pa.ChunkedArray, bounds: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
@@ -299,16 +325,17 @@ def write_windows(series_path: str, channels: list[str], cfg: WindowsConfig, out
     src = pq.ParquetFile(series_path)
     columns = ["series_id", "timestamp", *channels, *(["label"] if "label" in src.schema_arrow.names else [])]
     stats = global_stats(src, channels, BATCH_ROWS) if cfg.scale == "global" else None
-    n, longest, warnings, scalers, phases, phase_ids = 0, 0, [], [], [], []
+    n, longest, notes, scalers, phases, phase_ids, left_out = 0, 0, [], [], [], [], 0
     writer: pq.ParquetWriter | None = None
     for t in whole_groups(src.iter_batches(batch_size=BATCH_ROWS, columns=columns), "series_id"):
         values, bounds, ids = _values(t, channels)
         longest = max(longest, int(np.diff(bounds).max()))
         if np.diff(bounds).max() < cfg.length:  # no window in this batch
-            warnings += [_too_short(s, m, cfg.length) for s, m in zip(ids, np.diff(bounds))]
+            notes += [_too_short(s, m, cfg.length) for s, m in zip(ids, np.diff(bounds))]
             continue
         w, warn = make_windows(values, bounds, ids, cfg, source=source, global_stats=stats)
-        warnings += warn
+        notes += warn
+        left_out += w.left_out
         labels = t.column("label").to_numpy(zero_copy_only=False)[bounds[:-1]] if "label" in t.column_names else None
         out = to_table(w, t.column("timestamp").combine_chunks(), bounds, channels, cfg.scale, labels, first_id=n)
         writer = writer or pq.ParquetWriter(out_path, out.schema, compression="zstd")
@@ -322,9 +349,14 @@ def write_windows(series_path: str, channels: list[str], cfg: WindowsConfig, out
     if writer is None:
         raise InputError(f"{source}: every series is shorter than windows.length={cfg.length} (longest has {longest} steps)")
     writer.close()
-    for msg in warnings:
+    if n == 0:
+        raise InputError(no_whole_window(source, cfg.length))
+    for msg in notes:
         log.warning("windows: %s", msg)
+    if left_out:
+        log.warning("windows: %d of %d windows overlap missing steps (a gap longer than ingest.max_gap): left out",
+                    left_out, n + left_out)
     log.info("windows: %d windows of %d steps x %d channels", n, cfg.length, len(channels))
-    facts = {"shape": [n, cfg.length, len(channels)], "channels": channels, "skipped_series": len(warnings),
+    facts = {"shape": [n, cfg.length, len(channels)], "channels": channels, "skipped_series": len(notes), "left_out": left_out,
              "grid": window_grid(np.concatenate(phases), np.concatenate(phase_ids)) if phases else None}
     return facts, pa.concat_tables(scalers)

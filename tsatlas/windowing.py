@@ -103,10 +103,12 @@ def series_stats(values: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np
                     ref = np.nan_to_num(np.nanmean(values[a:b], axis=0))
             d = values[a:b] - ref
             n: np.ndarray | int = b - a
-            if np.isnan(d).any():
+            total = d.sum(axis=0)
+            if np.isnan(total).any():  # missing values: sums and counts over those present
                 n = np.maximum((~np.isnan(d)).sum(axis=0), 1)
                 d = np.nan_to_num(d, nan=0.0)
-            m = d.sum(axis=0) / n
+                total = d.sum(axis=0)
+            m = total / n
             mean[s] = m + ref
             sd[s] = np.sqrt(np.maximum(np.einsum("nc,nc->c", d, d) / n - m * m, 0.0))
     return mean, sd
@@ -175,7 +177,7 @@ def make_windows(values: np.ndarray, bounds: np.ndarray, series_ids: np.ndarray,
     else:
         X = cut(values.astype(np.float32), bounds, cfg.length, cfg.stride)
     left_out = 0
-    if np.isnan(values).any():  # outages kept missing at ingest (long_gaps=skip): no window may overlap one
+    if np.isnan(values.sum()):  # outages kept missing at ingest (long_gaps=skip): no window may overlap one
         keep = ~np.isnan(X).any(axis=(1, 2))
         X, starts, series, left_out = X[keep], starts[keep], series[keep], int((~keep).sum())
     n = len(starts)

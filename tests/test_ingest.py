@@ -363,15 +363,18 @@ def test_an_integer_step_column_is_the_time_axis_not_a_series(tmp_path, caplog):
 
 def test_wide_table_with_ragged_edges_is_trimmed_and_gaps_name_the_users_column(tmp_path):
     t = pd.date_range("2024-01-01", periods=48, freq="1h", tz="UTC")
-    df = pd.DataFrame({"timestamp": t, "site_a": np.arange(48.0), "site_b": np.arange(48.0)})
+    df = pd.DataFrame({"timestamp": t, "site_a": np.arange(48.0), "site_b": np.arange(48.0), "site_c": np.nan})
     df.loc[:4, "site_a"] = np.nan     # starts 5 hours later
-    df.loc[40:, "site_b"] = np.nan    # ends 8 hours earlier
+    df.loc[40:, "site_b"] = np.nan    # ends 8 hours earlier; site_c never reported
     path = tmp_path / "wide.csv"
     df.to_csv(path, index=False)
     out = ingest_table(str(path), IngestConfig(max_gap=3))
     assert out.info["layout"] == "wide" and out.info["gaps_filled"] == 0
     sizes = out.frame.groupby("series_id").size().to_dict()
     assert sizes == {"site_a": 43, "site_b": 40}
+    with pytest.raises(InputError, match="wide.csv: no column has a value"):
+        ingest_table(_write(df.assign(site_a=np.nan, site_b=np.nan), tmp_path / "wide.csv"), IngestConfig())
+    df.to_csv(path, index=False)
     df.loc[20:25, "site_b"] = np.nan  # a real gap inside the series
     df.to_csv(path, index=False)
     with pytest.raises(InputError, match=r"wide\.csv: column 'site_b': 6 missing or non-finite steps") as e:

@@ -464,11 +464,15 @@ def to_long(df: pd.DataFrame, cfg: IngestConfig, source: str, row0: int = 2) -> 
     # wide: one single-channel series per column, stacked column after column, each trimmed to
     # the span from its first to its last value
     ids, times, vals = [], [], []
-    for c in channels:
+    empty = [c for c in channels if not np.isfinite(values[c]).any()]
+    if len(empty) == len(channels):
+        raise InputError(f"{source}: no column has a value")
+    if empty:  # a sensor that never reported: not a series
+        log.warning("ingest: %s: left out %d column(s) without a value: %s", redact(source), len(empty),
+                    ", ".join(map(repr, empty[:5])) + (" ..." if len(empty) > 5 else ""))
+    for c in (c for c in channels if c not in empty):
         v = values[c]
         present = np.flatnonzero(np.isfinite(v))
-        if not len(present):
-            raise InputError(f"{source}: column {c!r} has no values")
         a, b = present[0], present[-1] + 1
         ids.append(np.full(b - a, c, dtype=object))
         times.append(steps[a:b])

@@ -248,6 +248,25 @@ def test_dates_written_with_their_time_zones_offsets_are_local_dates(tmp_path):
     assert utc.info["time_format"] is None and utc.info["rows"] == 20
 
 
+def test_jittered_or_irregular_times_are_averaged_onto_the_grid_when_asked(tmp_path):
+    """A logger that writes every minute give or take a few seconds, and twice in one minute: off
+    the grid (an error that names ingest.resample), or, with resample=mean, each row at its nearest
+    whole minute and the two rows of one minute averaged."""
+    when = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.arange(30) * 60 + np.tile([0, 3, -2], 10), unit="s")
+    df = pd.DataFrame({"series_id": "m", "timestamp": when, "x": np.arange(30.0)})
+    df = pd.concat([df, pd.DataFrame({"series_id": ["m"], "timestamp": [when[10] + pd.Timedelta("10s")], "x": [20.0]})])
+    path = _write(df, tmp_path / "j.csv")
+    with pytest.raises(InputError, match="off the regular grid .* set ingest.resample=mean"):
+        ingest_table(path, IngestConfig())
+    out = ingest_table(path, IngestConfig(resample="mean"))
+    assert out.info["step"] == "0 days 00:01:00" and out.info["rows"] == 30
+    assert out.info["resampled"] == {"rows": 31, "grid_times": 30, "shared": 1}
+    assert (out.frame["timestamp"] == pd.date_range("2024-01-01", periods=30, freq="1min", tz="UTC")).all()
+    expected = np.arange(30.0)
+    expected[10] = (10.0 + 20.0) / 2
+    np.testing.assert_allclose(out.frame["x"], expected)
+
+
 def test_off_grid_timestamp_names_the_step(tmp_path):
     df = make_long(n_series=1, steps=20, label=False)
     df.loc[7, "timestamp"] += pd.Timedelta("13min")

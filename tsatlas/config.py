@@ -62,6 +62,10 @@ class IngestConfig(_Section):
                                     "form that reads every value.")
     freq: str | None = Field(None, pattern=_FREQ, description="Grid step, e.g. '1h', '15min' or '1' for integer "
                              "steps; default: the median step.")
+    resample: Literal["none", "mean"] = Field(
+        "none", description="none: every time must sit on the grid (one off it is an error); mean: jittered or "
+        "irregular times, each row goes to its nearest grid time (multiples of the step: freq, else the round duration "
+        "nearest the median spacing, such as 1min) and the rows of one grid time are averaged.")
     max_gap: int = Field(3, ge=0, le=10_000, description="Longest run of missing steps that is filled by interpolation.")
     long_gaps: Literal["skip", "error"] = Field(
         "skip", description="A longer run of missing steps (an outage): skip: kept missing, and the windows that "

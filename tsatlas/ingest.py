@@ -510,7 +510,7 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
     """
     long = long.sort_values(["series_id", "timestamp"], kind="stable", ignore_index=True)
     dup = long.duplicated(["series_id", "timestamp"]).to_numpy()
-    if dup.any():
+    if dup.any() and cfg.resample == "none":
         i = int(np.flatnonzero(dup)[0])
         raise InputError(
             f"{source}: series {long['series_id'].iat[i]!r} has duplicate timestamp {long['timestamp'].iat[i]} "
@@ -528,10 +528,18 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
         step = int(pd.Timedelta(cfg.freq).value) if is_time else int(cfg.freq)
     elif step is None:
         diffs = np.diff(t)
-        same = sid[1:] == sid[:-1]
+        same = (sid[1:] == sid[:-1]) & (diffs > 0 if cfg.resample != "none" else True)
         step = int(np.median(diffs[same])) if same.any() else 1
+        if cfg.resample != "none" and is_time:  # jittered or irregular spacing: the nearest round duration
+            step = min(_ROUND_STEPS, key=lambda d: abs(np.log(d / max(step, 1))))
     if step <= 0:
         raise InputError(f"{source}: cannot infer a positive time step from column {cfg.time_column!r}")
+    resampled = None
+    if cfg.resample == "mean":
+        long, resampled = _resample_mean(long, channels, t, step, is_time)
+        t = pd.DatetimeIndex(long["timestamp"]).as_unit("ns").asi8 if is_time else long["timestamp"].to_numpy(np.int64)
+        sid = long["series_id"].to_numpy()
+        bounds = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1], True])
 
     vals = np.array(long[channels].to_numpy(np.float64), copy=True)
     vals[~np.isfinite(vals)] = np.nan
@@ -550,7 +558,8 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
             unit = str(pd.Timedelta(step)).removeprefix("0 days ") if is_time else f"{step} {calendar[1]}(s)" if calendar else step
             how = "ingest.freq" if cfg.freq else "the median spacing; set ingest.freq to the right step"
             raise InputError(f"{source}: series {s!r}: timestamp {long['timestamp'].iat[i]} is off the regular grid "
-                             f"(one step = {unit}, {how})")
+                             f"(one step = {unit}, {how}; for jittered or irregular times, set ingest.resample=mean "
+                             "to average the rows onto the grid)")
         pos = off // step
         grid = np.full((int(pos[-1]) + 1, len(channels)), np.nan)
         grid[pos] = vals[a:b]
@@ -589,12 +598,39 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
         out["label"] = np.concatenate(labels).astype(str)
     info = {"series": len(parts_id), "rows": len(out), "channels": channels, "gaps_filled": filled,
             "step": str(pd.Timedelta(step)) if is_time else step, "step_value": step}
+    if resampled:
+        info["resampled"] = resampled
     if left:  # runs longer than max_gap, kept missing (long_gaps=skip): counted, the first one named
         runs = np.concatenate(left)
         info["gaps_left"] = {"runs": len(runs), "steps": int(runs.sum()), "first": first_left}
     if calendar is not None:
         info.update(step=f"{step} {calendar[1]}(s)", time_unit=f"{calendar[1]} numbers ({calendar[1]}s since 1970-01-01)")
     return out, info
+
+
+# Grid steps ingest.resample chooses from when ingest.freq is not set (ns): 1 ms to 1 week.
+_ROUND_STEPS = [int(pd.Timedelta(d).value) for d in (
+    "1ms", "10ms", "100ms", "1s", "2s", "5s", "10s", "15s", "30s", "1min", "2min", "5min", "10min", "15min", "30min",
+    "1h", "2h", "3h", "6h", "12h", "1D", "7D")]
+
+
+def _resample_mean(long: pd.DataFrame, channels: list[str], t: np.ndarray, step: int,
+                   is_time: bool) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Each row to its nearest grid time (a multiple of `step`: whole minutes for a step of a
+    minute), the rows of one series and grid time averaged over their finite values (a label: the
+    first). Returns the new rows and counts: rows in, grid times out, grid times that had several rows."""
+    g = (t + step // 2) // step
+    values = long[channels].where(np.isfinite(long[channels].to_numpy(np.float64)))
+    keys = [long["series_id"].to_numpy(), g]
+    grouped = values.groupby(keys, sort=True)
+    out = grouped.mean()
+    ids, cells = out.index.get_level_values(0).to_numpy(), out.index.get_level_values(1).to_numpy(np.int64) * step
+    frame = pd.DataFrame({"series_id": ids, "timestamp": pd.to_datetime(cells, utc=True) if is_time else cells})
+    frame[channels] = out.to_numpy(np.float64)
+    if "label" in long.columns:
+        frame["label"] = long["label"].groupby(keys, sort=True).first().to_numpy()
+    sizes = grouped.size().to_numpy()
+    return frame, {"rows": len(long), "grid_times": len(frame), "shared": int((sizes > 1).sum())}
 
 
 def _calendar(ts: pd.Series) -> tuple[np.ndarray, str] | None:
@@ -784,6 +820,10 @@ def ingest_to_file(uri: str, cfg: IngestConfig, out_path: str, storage_options: 
     info.pop("step_value", None)
     log.info("ingest: %d rows in, %d series, %d gaps filled%s", info["rows_in"], info["series"],
              info["gaps_filled"], " (streamed)" if streamed else "")
+    if "resampled" in info:
+        r = info["resampled"]
+        log.info("ingest: ingest.resample=mean: %d rows averaged onto %d grid times of %s (%d of them had several rows)",
+                 r["rows"], r["grid_times"], info["step"], r["shared"])
     if "gaps_left" in info:
         g = info["gaps_left"]
         log.warning("ingest: %d run(s) of missing steps longer than ingest.max_gap=%d (%d steps) kept missing, the first: "

@@ -780,6 +780,9 @@ def _stream(uri: str, cfg: IngestConfig, opts: dict[str, Any] | None, out_path: 
                 info.update(series=info["series"] + part["series"], rows=info["rows"] + part["rows"],
                             gaps_filled=info["gaps_filled"] + part["gaps_filled"], step=part["step"],
                             **{k: part[k] for k in ("time_unit",) if k in part})
+                if "resampled" in part:
+                    before = info.get("resampled", {})
+                    info["resampled"] = {k: before.get(k, 0) + v for k, v in part["resampled"].items()}
                 if "gaps_left" in part:
                     seen_left = info.get("gaps_left", {"runs": 0, "steps": 0, "first": part["gaps_left"]["first"]})
                     info["gaps_left"] = {**seen_left, "runs": seen_left["runs"] + part["gaps_left"]["runs"],

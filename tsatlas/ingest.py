@@ -528,7 +528,9 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
         step = int(pd.Timedelta(cfg.freq).value) if is_time else int(cfg.freq)
     elif step is None:
         diffs = np.diff(t)
-        same = (sid[1:] == sid[:-1]) & (diffs > 0 if cfg.resample != "none" else True)
+        same = sid[1:] == sid[:-1]
+        if cfg.resample != "none":  # rows of one time are averaged, not steps
+            same &= diffs > 0
         step = int(np.median(diffs[same])) if same.any() else 1
         if cfg.resample != "none" and is_time:  # jittered or irregular spacing: the nearest round duration
             step = min(_ROUND_STEPS, key=lambda d: abs(np.log(d / max(step, 1))))

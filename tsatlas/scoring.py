@@ -16,7 +16,7 @@ from tsatlas.clustering import assign
 from tsatlas.config import WindowsConfig
 from tsatlas.errors import InputError
 from tsatlas.tables import from_fixed_list
-from tsatlas.windowing import no_whole_window, make_windows
+from tsatlas.windowing import make_windows, no_whole_window
 
 log = logging.getLogger(__name__)
 

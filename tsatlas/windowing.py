@@ -129,6 +129,7 @@ def _too_short(series_id: str, steps: int, length: int) -> str:
 
 
 def no_whole_window(source: str, length: int) -> str:
+    """The message when every window overlaps an outage (windowing and scoring)."""
     return (f"{source}: no window of {length} steps without missing steps: every one overlaps a gap longer than "
             "ingest.max_gap (raise it to fill them by interpolation, or shorten windows.length)")
 

@@ -6,6 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
+import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -27,6 +28,10 @@ def score_task(data: str, model: str, root: str, credentials: str | None = None,
     cfg, ref = manifest["config"], lambda s: catalog.stage_ref(manifest, s)
     trained = manifest["summary"]["ingest"]["channels"]
     read = {**cfg["ingest"], "start": None, "span": None, "end": None}
+    trained_ing = manifest["summary"]["ingest"]
+    if read.get("resample", "none") != "none" and read.get("freq") is None and isinstance(trained_ing.get("step"), str) \
+            and "time_unit" not in trained_ing:  # averaged onto the training grid, not onto one chosen afresh
+        read["freq"] = f"{pd.Timedelta(trained_ing['step']).value}ns"
     if manifest["summary"]["ingest"].get("layout") != "wide":  # (a wide table's columns are its series)
         read["channels"] = trained  # the model's channels by name: in any column order, other columns left out
     ing = ingest_table(reveal(data), IngestConfig(**read), block_options(credentials))

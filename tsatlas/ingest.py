@@ -299,6 +299,8 @@ def _time(df: pd.DataFrame, col: str, source: str, row0: int = 2, form: str | No
         if s.isna().any() or not np.all(np.mod(s.to_numpy(), 1) == 0):
             raise InputError(f"{source}: column {col!r}: integer steps expected, found a blank or fractional value")
         return s.astype(np.int64), None
+    if pd.api.types.is_datetime64_any_dtype(s):  # typed times (Parquet): nothing to parse, one zone
+        return _typed_times(s)
     text = s.astype(str).str.strip()
     aware = text.str.contains(_OFFSET, regex=True).to_numpy()
     if aware.any() and not aware.all():
@@ -323,23 +325,36 @@ def _time(df: pd.DataFrame, col: str, source: str, row0: int = 2, form: str | No
         i = int(np.flatnonzero(outside)[0])
         raise InputError(f"{source}: column {col!r}, row {i + row0}: {s.iloc[i]!r} is outside the supported time "
                          f"range ({lo:%Y-%m-%d} to {hi:%Y-%m-%d}); use integer steps for such a time axis")
-    text_form = form if not pd.api.types.is_datetime64_any_dtype(s) else None
     if aware.all() and form is None:
-        local = _wall_clock(text)
+        local = _wall_clock(text, parsed)
         if local is not None:
-            parsed, text_form = local
-    return parsed.dt.as_unit("ns"), text_form
+            return local
+    return parsed.dt.as_unit("ns"), form
+
+
+def _typed_times(s: pd.Series) -> tuple[pd.Series, str | None]:
+    """A datetime column in UTC; one in a time zone whose times are all at one time of day (dates
+    at local midnight) as its local dates, as _wall_clock does for text."""
+    if s.dt.tz is None:
+        return s.dt.tz_localize("UTC").dt.as_unit("ns"), None
+    utc, wall = s.dt.tz_convert(None), s.dt.tz_localize(None)
+    if (wall == utc).all() or (wall - wall.dt.normalize()).nunique() != 1:
+        return s.dt.tz_convert("UTC").dt.as_unit("ns"), None
+    return wall.dt.tz_localize("UTC").dt.as_unit("ns"), f"local wall-clock times of time zone {s.dt.tz}"
 
 
 _OFFSET = r"(?:Z|[+-]\d\d:?\d\d)$"  # a time's UTC offset at the end of its text
 
 
-def _wall_clock(text: pd.Series) -> tuple[pd.Series, str] | None:
-    """(the local wall-clock times, how they were read) of times written with UTC offsets, when the
-    offsets are not all zero and every time is at the same time of day: dates written by a program
-    that knows its time zone (daily data at local midnight, monthly data on the first), which in UTC
-    are 23 or 25 hours apart across a daylight-saving change, or fall on the last day of the month
-    before. None otherwise: times of several times of day (hourly data) are regular in UTC."""
+def _wall_clock(text: pd.Series, utc: pd.Series) -> tuple[pd.Series, str] | None:
+    """(the local wall-clock times, how they were read) of times written with UTC offsets (`utc`:
+    the same, parsed), when the offsets are not all zero and every time is at the same time of day:
+    dates written by a program that knows its time zone (daily data at local midnight, monthly data
+    on the first), which in UTC are 23 or 25 hours apart across a daylight-saving change, or fall on
+    the last day of the month before. None otherwise: times of several times of day (hourly data)
+    are regular in UTC."""
+    if (utc - utc.dt.normalize()).nunique() > 4:  # many times of day in UTC: not dates (and no text pass)
+        return None
     offsets = text.str.extract(f"({_OFFSET})", expand=False)
     if offsets.isin(["Z", "+00:00", "-00:00", "+0000", "-0000"]).all():
         return None
@@ -347,7 +362,7 @@ def _wall_clock(text: pd.Series) -> tuple[pd.Series, str] | None:
     if (wall - wall.dt.normalize()).nunique() != 1:
         return None
     seen = sorted(offsets.unique())
-    return wall, f"local wall-clock times, UTC offsets {', '.join(seen[:4])}{' ...' if len(seen) > 4 else ''} dropped"
+    return wall.dt.as_unit("ns"), f"local wall-clock times, UTC offsets {', '.join(seen[:4])}{' ...' if len(seen) > 4 else ''} dropped"
 
 
 # pandas' name for a column whose header cell is empty (a row index written with the data).
@@ -447,14 +462,14 @@ def to_long(df: pd.DataFrame, cfg: IngestConfig, source: str, row0: int = 2) -> 
         if t is None:  # no time column: steps in file order within each series
             out["timestamp"] = out.groupby("series_id").cumcount().astype(np.int64)
         else:
-            out["timestamp"] = t.to_numpy()
+            out["timestamp"] = t.array  # (a tz-aware column's to_numpy() is one Python object per row)
         for c in channels:
             out[c] = values[c]
         if has_label:
             out["label"] = df[cfg.label_column].astype(str).to_numpy()
         return out, channels, how
 
-    steps = t.to_numpy() if t is not None else np.arange(len(df), dtype=np.int64)
+    steps = t.array if t is not None else np.arange(len(df), dtype=np.int64)
     if layout == "single":
         name = os.path.splitext(os.path.basename(source))[0] or "series"
         out = pd.DataFrame({"series_id": np.full(len(df), name), "timestamp": steps})
@@ -463,7 +478,7 @@ def to_long(df: pd.DataFrame, cfg: IngestConfig, source: str, row0: int = 2) -> 
         return out, channels, how
     # wide: one single-channel series per column, stacked column after column, each trimmed to
     # the span from its first to its last value
-    ids, times, vals = [], [], []
+    ids, rows, vals = [], [], []  # rows: each series' positions in the table
     empty = [c for c in channels if not np.isfinite(values[c]).any()]
     if len(empty) == len(channels):
         raise InputError(f"{source}: no column has a value")
@@ -475,9 +490,9 @@ def to_long(df: pd.DataFrame, cfg: IngestConfig, source: str, row0: int = 2) -> 
         present = np.flatnonzero(np.isfinite(v))
         a, b = present[0], present[-1] + 1
         ids.append(np.full(b - a, c, dtype=object))
-        times.append(steps[a:b])
+        rows.append(np.arange(a, b))
         vals.append(v[a:b])
-    out = pd.DataFrame({"series_id": np.concatenate(ids), "timestamp": np.concatenate(times),
+    out = pd.DataFrame({"series_id": np.concatenate(ids), "timestamp": steps[np.concatenate(rows)],
                         "value": np.concatenate(vals)})
     return out, ["value"], how
 

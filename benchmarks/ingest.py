@@ -1,0 +1,70 @@
+"""Ingest throughput on many short series: `ingest_to_file` (read, validate, put on the grid,
+write the series table) against reading the same file alone (pyarrow for Parquet, pandas for
+CSV), in one run; medians of --runs.
+
+    python benchmarks/ingest.py [--series 20000] [--steps 48] [--runs 3] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from benchmarks.common import write_results  # noqa: E402
+from tsatlas.config import IngestConfig  # noqa: E402
+from tsatlas.ingest import ingest_to_file  # noqa: E402
+
+
+def timed(fn, runs: int) -> float:
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return statistics.median(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--series", type=int, default=20_000)
+    ap.add_argument("--steps", type=int, default=48)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--no-write", action="store_true")
+    a = ap.parse_args()
+    rng = np.random.default_rng(0)
+    when = pd.date_range("2024-01-01", periods=a.steps, freq="h", tz="UTC")
+    df = pd.DataFrame({"series_id": np.repeat([f"s{i}" for i in range(a.series)], a.steps),
+                       "timestamp": np.tile(when, a.series), "x": rng.normal(size=a.series * a.steps),
+                       "y": rng.normal(size=a.series * a.steps)})
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        files = {"Parquet": os.path.join(d, "in.parquet"), "CSV": os.path.join(d, "in.csv")}
+        df.to_parquet(files["Parquet"], index=False)
+        df.to_csv(files["CSV"], index=False)
+        for kind, path in files.items():
+            read = (lambda p=path: pq.read_table(p).to_pandas()) if kind == "Parquet" else (lambda p=path: pd.read_csv(p))
+            ours = timed(lambda p=path: ingest_to_file(p, IngestConfig(), os.path.join(d, "out.parquet")), a.runs)
+            base = timed(read, a.runs)
+            rows.append(f"| {kind} | {len(df):,} | {a.series:,} | {ours:.2f} | {base:.2f} | {ours / base:.1f}x |")
+            print(rows[-1], flush=True)
+    table = ["| input | rows | series | ingest s | read alone s | ingest / read |", "|---|---|---|---|---|---|", *rows,
+             "", f"{a.series:,} series of {a.steps} hourly steps, 2 channels, UTC timestamps; medians of {a.runs} runs. "
+             "ingest = `ingest_to_file` (read, validate, regularise, write the series table; Parquet streamed); "
+             "read alone = pyarrow's `read_table(...).to_pandas()` / `pd.read_csv` of the same file."]
+    print("\n".join(table))
+    if not a.no_write:
+        write_results("Ingest of many short series (benchmarks/ingest.py)", "\n".join(table))
+
+
+if __name__ == "__main__":
+    main()

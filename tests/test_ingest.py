@@ -243,6 +243,14 @@ def test_dates_written_with_their_time_zones_offsets_are_local_dates(tmp_path):
                                  tmp_path / "h.csv"), IngestConfig())
     assert hourly.info["step"] == "0 days 01:00:00" and hourly.info["rows"] == 72 and hourly.info["time_format"] is None
 
+    typed = ingest_table(_write(pd.DataFrame({"series_id": "s", "timestamp": days, "x": np.arange(20.0)}),
+                                tmp_path / "d.parquet"), IngestConfig())  # a Parquet column in the zone itself
+    assert typed.info["time_format"] == "local wall-clock times of time zone Europe/Berlin"
+    pd.testing.assert_frame_equal(typed.frame, daily.frame)
+    typed_hours = ingest_table(_write(pd.DataFrame({"series_id": "s", "timestamp": hours, "x": np.arange(72.0)}),
+                                      tmp_path / "h.parquet"), IngestConfig())
+    assert typed_hours.info["time_format"] is None and typed_hours.info["rows"] == 72
+
     utc = ingest_table(_write(pd.DataFrame({"series_id": "s", "timestamp": days.tz_convert("UTC").normalize().astype(str),
                                             "x": np.arange(20.0)}), tmp_path / "u.csv"), IngestConfig())
     assert utc.info["time_format"] is None and utc.info["rows"] == 20

@@ -6,16 +6,15 @@ import datetime as dt
 import uuid
 from typing import Any
 
-import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks.common import STAGE_TASK, block_options, logger, open_store
 from tsatlas import catalog
-from tsatlas.config import IngestConfig, WindowsConfig
+from tsatlas.config import WindowsConfig
 from tsatlas.errors import InputError
 from tsatlas.ingest import ingest_table
-from tsatlas.scoring import align_to_grid, check_step, score_series
+from tsatlas.scoring import align_to_grid, check_step, reading_config, score_series
 from tsatlas.storage import redact, reveal
 
 
@@ -27,14 +26,7 @@ def score_task(data: str, model: str, root: str, credentials: str | None = None,
     manifest = catalog.read_manifest(store, model)
     cfg, ref = manifest["config"], lambda s: catalog.stage_ref(manifest, s)
     trained = manifest["summary"]["ingest"]["channels"]
-    read = {**cfg["ingest"], "start": None, "span": None, "end": None}
-    trained_ing = manifest["summary"]["ingest"]
-    if read.get("resample", "none") != "none" and read.get("freq") is None and isinstance(trained_ing.get("step"), str) \
-            and "time_unit" not in trained_ing:  # averaged onto the training grid, not onto one chosen afresh
-        read["freq"] = f"{pd.Timedelta(trained_ing['step']).value}ns"
-    if manifest["summary"]["ingest"].get("layout") != "wide":  # (a wide table's columns are its series)
-        read["channels"] = trained  # the model's channels by name: in any column order, other columns left out
-    ing = ingest_table(reveal(data), IngestConfig(**read), block_options(credentials))
+    ing = ingest_table(reveal(data), reading_config(cfg["ingest"], manifest["summary"]["ingest"]), block_options(credentials))
     if ing.channels != trained:
         raise InputError(f"{data}: channels {ing.channels} differ from the trained model's {trained}")
     check_step(manifest["summary"]["ingest"], ing.info, data)

@@ -112,3 +112,15 @@ def test_series_seen_in_training_on_their_own_phase_keep_it():
     kept = align_to_grid(new, grid, "new.csv")
     first = kept.groupby("series_id", sort=False)["timestamp"].first().dt.hour.to_dict()
     assert first == {"miami": 5, "greensboro": 6, "sand_point": 10, "new_station": 5}
+
+
+def test_new_data_is_read_as_the_training_data_was():
+    from tsatlas.scoring import reading_config
+
+    trained_cfg = {"resample": "mean", "freq": None, "start": "2024-01-01", "span": "30d", "end": None}
+    cfg = reading_config(trained_cfg, {"layout": "long", "channels": ["a", "b"], "step": "0 days 00:00:30"})
+    assert cfg.freq == "30000000000ns" and cfg.channels == ["a", "b"] and cfg.start is None and cfg.span is None
+    months = reading_config(trained_cfg, {"layout": "long", "channels": ["a"], "step": "1 month(s)", "time_unit": "month numbers"})
+    assert months.freq is None  # a calendar's step is not a duration
+    wide = reading_config({}, {"layout": "wide", "channels": ["value"], "step": "0 days 01:00:00"})
+    assert wide.channels is None and wide.freq is None  # a wide table's columns are its series; no resampling

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from tsatlas.catalog import KMeansModel
 from tsatlas.clustering import assign
-from tsatlas.config import WindowsConfig
+from tsatlas.config import IngestConfig, WindowsConfig
 from tsatlas.errors import InputError
 from tsatlas.tables import from_fixed_list
 from tsatlas.windowing import make_windows, no_whole_window
@@ -28,6 +28,20 @@ def cluster_mix(train_sizes: np.ndarray, new_labels: np.ndarray) -> dict[str, An
     after = np.bincount(new_labels, minlength=k) / max(len(new_labels), 1)
     return {"train_share": before.round(4).tolist(), "new_share": after.round(4).tolist(),
             "total_variation": float(0.5 * np.abs(before - after).sum())}
+
+
+def reading_config(trained_cfg: dict[str, Any], trained: dict[str, Any]) -> IngestConfig:
+    """How new data is read for a trained run (its ingest section and ingest summary): as the
+    training data was, without its time range; the model's channels by name (in any column order,
+    other columns left out; a wide table's columns are its series); under ingest.resample, onto the
+    training grid's step rather than one chosen afresh from the new data's spacing."""
+    read = {**trained_cfg, "start": None, "span": None, "end": None}
+    if trained.get("layout") != "wide":
+        read["channels"] = trained["channels"]
+    if read.get("resample", "none") != "none" and read.get("freq") is None and isinstance(trained.get("step"), str) \
+            and "time_unit" not in trained:
+        read["freq"] = f"{pd.Timedelta(trained['step']).value}ns"
+    return IngestConfig(**read)
 
 
 def check_step(trained: dict[str, Any], new: dict[str, Any], source: str) -> None:

@@ -519,7 +519,7 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
     steps; longer runs (outages) stay missing under long_gaps=skip (windowing leaves out the
     windows that overlap them; counted in info["gaps_left"]) and are an error under long_gaps=error.
 
-    The loop runs over series (few), never over rows. `step` (ns or integer steps) fixes the
+    Vectorised over rows; the one loop runs over the series with missing steps or values. `step` (ns or integer steps) fixes the
     grid; default: ingest.freq, else the median step of `long`. `wide`: the series are the
     user's columns, and messages name them so.
     """
@@ -565,55 +565,58 @@ def regularise(long: pd.DataFrame, channels: list[str], cfg: IngestConfig, sourc
         i, c = (int(a[0]) for a in np.nonzero(huge))
         raise InputError(f"{source}: series {sid[i]!r}, column {channels[c]!r}, at {long['timestamp'].iat[i]}: "
                          f"value {vals[i, c]:g} is too large (|value| above {MAX_ABS:g}); rescale the column")
-    parts_id, parts_t, parts_v, labels = [], [], [], []
-    filled, left, first_left = 0, [], None
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        s = sid[a]
-        off = t[a:b] - t[a]
-        if np.any(off % step):
-            i = a + int(np.flatnonzero(off % step)[0])
-            unit = str(pd.Timedelta(step)).removeprefix("0 days ") if is_time else f"{step} {calendar[1]}(s)" if calendar else step
-            how = "ingest.freq" if cfg.freq else "the median spacing; set ingest.freq to the right step"
-            raise InputError(f"{source}: series {s!r}: timestamp {long['timestamp'].iat[i]} is off the regular grid "
-                             f"(one step = {unit}, {how}; for jittered or irregular times, set ingest.resample=mean "
-                             "to average the rows onto the grid)")
-        pos = off // step
-        grid = np.full((int(pos[-1]) + 1, len(channels)), np.nan)
-        grid[pos] = vals[a:b]
-        miss = np.isnan(grid)
-        if miss.any():
-            col, start, length = gap_runs(miss)
-            long_run = (length > cfg.max_gap) | (length == grid.shape[0])
-            if long_run.any():
-                worst = int(np.flatnonzero(long_run)[0]) if cfg.long_gaps == "skip" else int(np.argmax(length))
-                when = t[a] + start[worst] * step
-                when_s = pd.Timestamp(when, tz="UTC") if is_time else _calendar_text(when, calendar[1]) if calendar else when
-                where = f"column {s!r}" if wide else f"series {s!r}, column {channels[col[worst]]!r}"
-                what = f"{where}: {int(length[worst])} missing or non-finite steps from {when_s}"
-                if cfg.long_gaps == "error":
-                    raise InputError(f"{source}: {what} exceed ingest.max_gap={cfg.max_gap}")
-                first_left = first_left or what
-                left.append(length[long_run])
-            x = np.arange(grid.shape[0])
-            for c in np.unique(col):  # one np.interp per channel with gaps
-                ok = ~miss[:, c]
-                if ok.any():
-                    grid[~ok, c] = np.interp(x[~ok], x[ok], grid[ok, c])
-            for c, a0, n in zip(col[long_run], start[long_run], length[long_run]):  # outages stay missing
-                grid[a0:a0 + n, c] = np.nan
-            filled += int(length[~long_run].sum())
-        parts_id.append(np.full(grid.shape[0], s, dtype=object))
-        parts_t.append(t[a] + np.arange(grid.shape[0], dtype=np.int64) * step)
-        parts_v.append(grid)
-        if "label" in long.columns:
-            labels.append(np.full(grid.shape[0], long["label"].iat[a], dtype=object))
+    # Every series on its grid at once: row -> (series, step number); the loop below runs only over
+    # series with missing steps or values.
+    counts = np.diff(bounds)
+    first_t = t[bounds[:-1]]
+    off = t - np.repeat(first_t, counts)
+    bad = np.flatnonzero(off % step)
+    if len(bad):
+        i = int(bad[0])
+        unit = str(pd.Timedelta(step)).removeprefix("0 days ") if is_time else f"{step} {calendar[1]}(s)" if calendar else step
+        how = "ingest.freq" if cfg.freq else "the median spacing; set ingest.freq to the right step"
+        raise InputError(f"{source}: series {sid[i]!r}: timestamp {long['timestamp'].iat[i]} is off the regular grid "
+                         f"(one step = {unit}, {how}; for jittered or irregular times, set ingest.resample=mean "
+                         "to average the rows onto the grid)")
+    pos = off // step
+    lengths = pos[bounds[1:] - 1] + 1  # grid steps per series
+    out_start = np.r_[0, np.cumsum(lengths)[:-1]]
+    grid = np.full((int(lengths.sum()), len(channels)), np.nan)
+    grid[np.repeat(out_start, counts) + pos] = vals
+    series_of = np.repeat(np.arange(len(counts)), lengths)
+    ts = np.repeat(first_t, lengths) + (np.arange(len(grid)) - np.repeat(out_start, lengths)) * step
 
-    ts = np.concatenate(parts_t)
-    out = pd.DataFrame({"series_id": np.concatenate(parts_id).astype(str), "timestamp": pd.to_datetime(ts, utc=True) if is_time else ts})
-    out = pd.concat([out, pd.DataFrame(np.vstack(parts_v), columns=channels)], axis=1)
-    if labels:
-        out["label"] = np.concatenate(labels).astype(str)
-    info = {"series": len(parts_id), "rows": len(out), "channels": channels, "gaps_filled": filled,
+    filled, left, first_left = 0, [], None
+    for k in np.unique(series_of[np.isnan(grid).any(axis=1)]):
+        s, g = sid[bounds[k]], grid[out_start[k]:out_start[k] + lengths[k]]  # a view: filled in place
+        miss = np.isnan(g)
+        col, start, length = gap_runs(miss)
+        long_run = (length > cfg.max_gap) | (length == g.shape[0])
+        if long_run.any():
+            worst = int(np.flatnonzero(long_run)[0]) if cfg.long_gaps == "skip" else int(np.argmax(length))
+            when = first_t[k] + start[worst] * step
+            when_s = pd.Timestamp(when, tz="UTC") if is_time else _calendar_text(when, calendar[1]) if calendar else when
+            where = f"column {s!r}" if wide else f"series {s!r}, column {channels[col[worst]]!r}"
+            what = f"{where}: {int(length[worst])} missing or non-finite steps from {when_s}"
+            if cfg.long_gaps == "error":
+                raise InputError(f"{source}: {what} exceed ingest.max_gap={cfg.max_gap}")
+            first_left = first_left or what
+            left.append(length[long_run])
+        x = np.arange(g.shape[0])
+        for c in np.unique(col):  # one np.interp per channel with gaps
+            ok = ~miss[:, c]
+            if ok.any():
+                g[~ok, c] = np.interp(x[~ok], x[ok], g[ok, c])
+        for c, a0, n in zip(col[long_run], start[long_run], length[long_run]):  # outages stay missing
+            g[a0:a0 + n, c] = np.nan
+        filled += int(length[~long_run].sum())
+
+    out = pd.DataFrame({"series_id": sid[bounds[:-1]][series_of].astype(str),
+                        "timestamp": pd.to_datetime(ts, utc=True) if is_time else ts})
+    out = pd.concat([out, pd.DataFrame(grid, columns=channels)], axis=1)
+    if "label" in long.columns:
+        out["label"] = long["label"].to_numpy()[bounds[:-1]][series_of].astype(str)
+    info = {"series": len(counts), "rows": len(out), "channels": channels, "gaps_filled": filled,
             "step": str(pd.Timedelta(step)) if is_time else step, "step_value": step}
     if resampled:
         info["resampled"] = resampled

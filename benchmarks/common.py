@@ -6,11 +6,25 @@ import datetime as dt
 import os
 import platform
 import re
+import statistics
+import time
 
 import numpy as np
 import torch
 
 RESULTS = os.path.join(os.path.dirname(__file__), "RESULTS.md")
+
+
+def timed(fn, runs: int, warmup: bool = True) -> float:
+    """Median seconds of `runs` calls of fn (after one unmeasured call when `warmup`)."""
+    if warmup:
+        fn()
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return statistics.median(out)
 
 
 def machine() -> str:

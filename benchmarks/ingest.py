@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -20,18 +18,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from benchmarks.common import write_results  # noqa: E402
+from benchmarks.common import timed, write_results  # noqa: E402
 from tsatlas.config import IngestConfig  # noqa: E402
 from tsatlas.ingest import ingest_to_file  # noqa: E402
-
-
-def timed(fn, runs: int) -> float:
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
 
 
 def main() -> None:
@@ -53,8 +42,8 @@ def main() -> None:
         df.to_csv(files["CSV"], index=False)
         for kind, path in files.items():
             read = (lambda p=path: pq.read_table(p).to_pandas()) if kind == "Parquet" else (lambda p=path: pd.read_csv(p))
-            ours = timed(lambda p=path: ingest_to_file(p, IngestConfig(), os.path.join(d, "out.parquet")), a.runs)
-            base = timed(read, a.runs)
+            ours = timed(lambda p=path: ingest_to_file(p, IngestConfig(), os.path.join(d, "out.parquet")), a.runs, warmup=False)
+            base = timed(read, a.runs, warmup=False)
             rows.append(f"| {kind} | {len(df):,} | {a.series:,} | {ours:.2f} | {base:.2f} | {ours / base:.1f}x |")
             print(rows[-1], flush=True)
     table = ["| input | rows | series | ingest s | read alone s | ingest / read |", "|---|---|---|---|---|---|", *rows,

@@ -125,13 +125,10 @@ def child(stage: str, root: str, data: str, shipped_train: bool = False) -> None
 def copy_baseline(n: int, runs: int = 3) -> float:
     """Median seconds of one numpy copy of a float32 (n, 64, 1) array."""
     import numpy as np
+
+    from benchmarks.common import timed
     a = np.random.default_rng(0).standard_normal((n, LENGTH, 1), dtype=np.float32)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        a.copy()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return timed(a.copy, runs, warmup=False)
 
 
 def run_size(n: int, runs: int, shipped_train: bool = False) -> dict:

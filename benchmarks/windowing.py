@@ -7,26 +7,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.common import timed  # noqa: E402
 from tsatlas.windowing import make_windows  # noqa: E402
 from tsatlas.config import WindowsConfig  # noqa: E402
-
-
-def timed(fn, runs: int) -> float:
-    fn()  # warm-up
-    out = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
 
 
 def main() -> None:

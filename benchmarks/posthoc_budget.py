@@ -23,17 +23,9 @@ import torch  # noqa: E402
 
 import tsatlas.metrics as metrics  # noqa: E402
 from benchmarks.eval_share import CASES, args_for  # noqa: E402
-from benchmarks.posthoc_metrics import captured  # noqa: E402
+from benchmarks.posthoc_metrics import captured, sines  # noqa: E402
 
 VARIANTS = [("1e-2/300", 1e-2, 300), ("1e-2/150", 1e-2, 150), ("2e-2/150", 2e-2, 150), ("3e-2/100", 3e-2, 100)]
-
-
-def sines() -> tuple[np.ndarray, np.ndarray]:
-    """Sines of random period and phase with noise (sd 0.3) against the same sines without it."""
-    rng, t = np.random.default_rng(0), np.arange(24)
-    clean = np.sin(2 * np.pi * (t / rng.uniform(8, 24, (1000, 1)) + rng.uniform(0, 1, (1000, 1))))[..., None]
-    noisy = (clean + 0.3 * rng.standard_normal(clean.shape)).astype(np.float32)
-    return noisy[:500], clean[500:].astype(np.float32)
 
 
 def main() -> None:
@@ -43,8 +35,9 @@ def main() -> None:
     args = ap.parse_args()
     shipped, train = (metrics.POSTHOC_LR, metrics.MIN_ITERATIONS), metrics._train
     for case in args.cases:
-        if case == "sines":
-            real, other = sines()
+        if case == "sines":  # with their noise against without it
+            noisy, clean = sines()
+            real, other = noisy[:500], clean[500:]
         else:
             with tempfile.TemporaryDirectory() as tmp:
                 real, other = captured(["run", *args_for(case, tmp)])

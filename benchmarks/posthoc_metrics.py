@@ -66,17 +66,21 @@ def captured(args: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return seen[0]
 
 
+def sines() -> tuple[np.ndarray, np.ndarray]:
+    """1,000 sines of random period and phase with noise (sd 0.3), and the same without it."""
+    rng, t = np.random.default_rng(0), np.arange(24)
+    clean = np.sin(2 * np.pi * (t / rng.uniform(8, 24, (1000, 1)) + rng.uniform(0, 1, (1000, 1))))[..., None]
+    return (clean + 0.3 * rng.standard_normal(clean.shape)).astype(np.float32), clean.astype(np.float32)
+
+
 def cases() -> list[tuple[str, np.ndarray, np.ndarray, int]]:
     """(name, real, other, the old plan's iterations: those of the run's own evaluation for both of
     a data set's cases)."""
     from benchmarks.clustering import load
     from benchmarks.common import write_windows
 
-    rng = np.random.default_rng(0)
-    t = np.arange(24)
-    clean = np.sin(2 * np.pi * (t / rng.uniform(8, 24, (1000, 1)) + rng.uniform(0, 1, (1000, 1))))[..., None]
-    noisy = (clean + 0.3 * rng.standard_normal(clean.shape)).astype(np.float32)
-    out = [("sines, noise removed", noisy[:500], clean[500:].astype(np.float32), _old_iterations(500)),
+    noisy, clean = sines()
+    out = [("sines, noise removed", noisy[:500], clean[500:], _old_iterations(500)),
            ("sines, real vs real", noisy[:500], noisy[500:], _old_iterations(500))]
     X, y = load("ItalyPowerDemand", raw=True)
     T = X.shape[1]

@@ -231,8 +231,9 @@ def test_post_hoc_metrics_on_long_windows_run_the_bounded_plan(monkeypatch):
     assert small["patch"] == 1 and small["iterations"] == 500  # TimeGAN's length as it is
 
     seen = []
-    for fn in ("discriminative_score", "predictive_score"):
-        monkeypatch.setattr(gen, fn, lambda r, s, name=fn, **kw: seen.append((name, r.shape, s.shape, kw)) or 0.0)
+    monkeypatch.setattr(gen, "discriminative_score", lambda r, s, **kw: seen.append(("discriminative", r.shape, [s.shape], kw)) or 0.0)
+    monkeypatch.setattr(gen, "predictive_scores", lambda r, trains, **kw: seen.append(
+        ("predictive", r.shape, [t.shape for t in trains], kw | {"reference_is_real": trains[1] is r})) or [0.0, 1.0])
 
     class Fixed:
         def sample(self, counts, seed):
@@ -243,10 +244,12 @@ def test_post_hoc_metrics_on_long_windows_run_the_bounded_plan(monkeypatch):
     out = gen.evaluate(Fixed(), real, np.zeros(3000, int), GenerateConfig(eval_strict=True, eval_repeats=3), seed=0)
     assert out["eval"]["patch"] == 5 and out["eval"]["windows"] == 2000 and "eval_seconds" in out
     assert sorted((name, kw["seed"], kw.get("strict", False)) for name, _, _, kw in seen) == sorted(
-        [("discriminative_score", k, False) for k in range(3)] + [("discriminative_score", k, True) for k in range(3)]
-        + [("predictive_score", k, False) for k in range(3)] * 2)  # predictive on synthetic and on real windows
-    assert all(r == (2000, 20, 10) and s == (2000, 20, 10) for _, r, s, _ in seen)
-    assert {(name, kw["iterations"]) for name, _, _, kw in seen} == {("discriminative_score", 500), ("predictive_score", 200)}
+        [("discriminative", k, False) for k in range(3)] + [("discriminative", k, True) for k in range(3)]
+        + [("predictive", k, False) for k in range(3)])  # one fit per seed trains on synthetic and on real windows
+    assert all(r == (2000, 20, 10) and all(s == (2000, 20, 10) for s in ss) for _, r, ss, _ in seen)
+    assert {(name, len(ss), kw["iterations"]) for name, _, ss, kw in seen} == {("discriminative", 1, 500), ("predictive", 2, 200)}
+    assert all(kw["reference_is_real"] for name, _, _, kw in seen if name == "predictive")
+    assert out["predictive"] == {"mean": 0.0, "std": 0.0} and out["predictive_real"] == {"mean": 1.0, "std": 0.0}
     assert out["discriminative_strict"] == {"mean": 0.0, "std": 0.0} and out["eval"]["workers"] >= 1
     np.testing.assert_array_equal(gen.patched(real[:2, :6], 4)[0, 0], np.r_[np.zeros(4), real[0, :2].ravel()])
 
@@ -294,6 +297,62 @@ def test_post_hoc_training_stops_when_its_held_out_loss_stops_improving_and_keep
     marks = []
     _train(model, lambda i: -w.sum(), 10, 500, 4, gen, lambda: marks.append(float(w.detach())) or next(seen))
     assert float(w.detach()) == marks[1]
+
+
+def test_block_diagonal_gru_is_its_models_side_by_side_and_stays_so_while_training():
+    import torch
+
+    from tsatlas.metrics import _PostHocGRU, block_diagonal
+
+    models = [_PostHocGRU(3, 8, 3, seed=s) for s in (0, 1)]
+    big, masks = block_diagonal(models)
+    x = torch.randn(5, 7, 6)
+    with torch.no_grad():
+        want = torch.cat([models[0](x[..., :3], False), models[1](x[..., 3:], False)], dim=-1)
+        np.testing.assert_allclose(big(x, False).numpy(), want.numpy(), atol=1e-6)
+    opt = torch.optim.Adam(big.parameters(), lr=1e-2)
+    for _ in range(5):
+        opt.zero_grad()
+        big(x, False).pow(2).mean().backward()
+        opt.step()
+    for name, p in big.named_parameters():
+        off = ~(masks[0][name] | masks[1][name])
+        assert bool(off.any()) == (p.dim() == 2), name  # weights have entries between blocks, biases none
+        assert (p.detach()[off] == 0).all(), name  # and they stay zero: nothing leaks from one block to the other
+
+
+def test_predictive_scores_side_by_side_match_each_fit_alone():
+    from tsatlas.metrics import predictive_score, predictive_scores
+
+    rng = np.random.default_rng(0)
+    t = np.arange(24)[:, None]
+    real = (np.sin(t / 3 + rng.uniform(0, 6, (300, 1, 2))) + 0.2 * rng.standard_normal((300, 24, 2))).astype(np.float32)
+    noise = rng.standard_normal((300, 24, 2)).astype(np.float32)
+    together = predictive_scores(real, [noise, real], iterations=100, seed=3)
+    alone = [predictive_score(real, noise, iterations=100, seed=3), predictive_score(real, real, iterations=100, seed=3)]
+    np.testing.assert_allclose(together, alone, rtol=2e-3)
+    assert together[0] > 1.5 * together[1]  # trained on noise predicts the real windows worse
+
+
+def test_each_part_of_a_block_diagonal_model_keeps_its_own_best_check():
+    import torch
+
+    from tsatlas.metrics import _train
+
+    model = torch.nn.Module()
+    model.w = torch.nn.Parameter(torch.zeros(2))
+    parts = [{"w": torch.tensor([True, False])}, {"w": torch.tensor([False, True])}]
+    checks = iter([[3.0, 3.0], [1.0, 2.0]] + [[2.0, 2.0 - 0.1 * k] for k in range(3)] + [[2.0, 5.0]] * 100)
+    marks = []
+
+    def val():
+        marks.append(model.w.detach().clone())
+        return torch.tensor(next(checks))
+
+    _train(model, lambda i: -model.w.sum(), 10, 500, 4, torch.Generator().manual_seed(0), val, parts)
+    w = model.w.detach()
+    assert float(w[0]) == float(marks[1][0])  # part 0 best at the second check
+    assert float(w[1]) == float(marks[4][1])  # part 1 still improving until the fifth
 
 
 def test_latent_samples_carry_the_residual_of_a_window_of_their_own_cluster():

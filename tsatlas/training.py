@@ -166,7 +166,7 @@ def fit(
         if "torch_rng" in resume:  # teacher forcing draws from torch's global generator
             torch.set_rng_state(resume["torch_rng"])
         start = int(resume["epoch"]) + 1
-        log.info("resuming at epoch %d of %d", start + 1, epochs)
+        log.debug("resuming at epoch %d of %d", start + 1, epochs)  # the train stage says so (over both phases)
 
     for epoch in range(start, epochs):
         if since_best >= patience:

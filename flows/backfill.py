@@ -133,7 +133,7 @@ def backfill(
         start: start of the first partition, a date or time such as 2024-01-01 or 2024-01-01T06:00Z.
         partitions: how many partitions; the last one ends at start + partitions x every.
         every: partition length: a positive number and a unit (s, min, h, d, w), e.g. 1d, 6h, 30d.
-        data: CSV or Parquet file (path or fsspec URL) holding every partition.
+        data: CSV or Parquet file, or a folder of them (path or fsspec URL), holding every partition.
         root: artifact store root (local folder or fsspec URL such as s3://bucket/prefix).
         ingest: how to read the input table (start and span are set per partition).
         windows: how series are cut into windows and scaled.

@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"tsatlas {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the atlas flow (default: the bundled weather data into ./artifacts)")
-    run.add_argument("--data", default=None, help="CSV or Parquet file, path or fsspec URL (default: bundled data/weather.csv)")
+    run.add_argument("--data", default=None, help="CSV or Parquet file, or a folder of them; path or fsspec URL (default: bundled data/weather.csv)")
     run.add_argument("--root", default="./artifacts", help="artifact store root: folder or fsspec URL (default: ./artifacts)")
     run.add_argument("--config", default=None, help="YAML file with sections ingest, windows, train, cluster, generate")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="STAGE.KEY=VALUE",
@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     for a in ("--data", "--root", "--config", "--set", "--seed", "--json", "-v"):
         bf._add_action(next(x for x in run._actions if a in x.option_strings))
     sc = sub.add_parser("score", help="score new data with a trained run")
-    sc.add_argument("--data", required=True, help="CSV or Parquet file with the trained run's channels")
+    sc.add_argument("--data", required=True, help="CSV or Parquet file (or a folder of them) with the trained run's channels")
     sc.add_argument("--model", default="latest", help="run id of a finished atlas run, or 'latest' (default)")
     sc.add_argument("--root", default="./artifacts", help="artifact store root (default: ./artifacts)")
     sc.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -39,7 +39,7 @@ def atlas(
     clusters of its embeddings, and synthetic series per cluster.
 
     Args:
-        data: CSV or Parquet file (path or fsspec URL), long or wide table. {start} and {end} in it
+        data: CSV or Parquet file, or a folder of them (path or fsspec URL); long, wide or single. {start} and {end} in it
             become the partition's dates (YYYY-MM-DD), e.g. incoming/{start}.csv.
         root: artifact store root (local folder or fsspec URL such as s3://bucket/prefix).
         ingest: how to read the input table.

@@ -18,7 +18,7 @@ def score(data: str, model: str = "latest", root: str = "./artifacts", credentia
     reconstruction error, and an anomaly flag above the threshold learned in training.
 
     Args:
-        data: CSV or Parquet file (path or fsspec URL) with the trained run's channels.
+        data: CSV or Parquet file, or a folder of them (path or fsspec URL), with the trained run's channels.
         model: run id of a finished atlas run, or 'latest'.
         root: artifact store root holding that run.
         credentials: name of a Prefect AwsCredentials block for s3:// paths.

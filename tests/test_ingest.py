@@ -407,3 +407,62 @@ def test_wide_table_with_ragged_edges_is_trimmed_and_gaps_name_the_users_column(
     with pytest.raises(InputError, match=r"wide\.csv: column 'site_b': 6 missing or non-finite steps") as e:
         ingest_table(str(path), IngestConfig(max_gap=3, long_gaps="error"))
     assert "'value'" not in str(e.value)
+
+
+def _per_series_files(root, df):
+    """One CSV per series of a long table (no id column), in two sub-folders, one of them gzipped,
+    with files that are not data beside them."""
+    paths = {}
+    for i, (sid, g) in enumerate(df.groupby("series_id")):
+        rel = f"{'ab'[i % 2]}/{sid}.csv" + (".gz" if i == 0 else "")
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        g.drop(columns=["series_id", "label"]).to_csv(root / rel, index=False)
+        paths[sid] = rel.removesuffix(".gz").removesuffix(".csv")
+    (root / "_SUCCESS").write_text("")
+    (root / ".notes.csv").write_text("not,data\n")
+    return paths
+
+
+def test_a_folder_of_files_one_series_each(tmp_path):
+    df = make_long(n_series=3, steps=50)
+    names = _per_series_files(tmp_path / "pile", df)
+    out = ingest_table(str(tmp_path / "pile"), IngestConfig())
+    assert out.channels == ["ch0", "ch1"] and out.info["files"] == 3 and out.info["layout"] == "single"
+    assert sorted(out.frame["series_id"].unique()) == sorted(names.values())  # named by their path in the folder
+    one = ingest_table(_write(df, tmp_path / "one.csv"), IngestConfig()).frame
+    for sid, name in names.items():
+        np.testing.assert_allclose(out.frame.loc[out.frame.series_id == name, ["ch0", "ch1"]].to_numpy(),
+                                   one.loc[one.series_id == sid, ["ch0", "ch1"]].to_numpy())
+
+
+def test_a_folder_of_long_parts_is_one_table(tmp_path):
+    df = make_long(n_series=3, steps=60)
+    (tmp_path / "parts").mkdir()
+    t = pd.to_datetime(df["timestamp"])
+    cut = t.min() + (t.max() - t.min()) / 2
+    df[t <= cut].to_parquet(tmp_path / "parts" / "part-0.parquet", index=False)  # the same series in both files
+    df[t > cut].to_parquet(tmp_path / "parts" / "part-1.parquet", index=False)
+    out = ingest_table(str(tmp_path / "parts"), IngestConfig())
+    whole = ingest_table(_write(df, tmp_path / "whole.parquet"), IngestConfig())
+    assert out.info["layout"] == "long" and out.info["series"] == 3 and out.info["rows_in"] == len(df)
+    pd.testing.assert_frame_equal(out.frame, whole.frame)
+
+
+def test_a_folder_whose_files_disagree_names_the_file(tmp_path):
+    from tsatlas.ingest import fingerprint
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.md").write_text("no data")
+    with pytest.raises(InputError, match="empty: a folder without CSV or Parquet files"):
+        ingest_table(str(tmp_path / "empty"), IngestConfig())
+    df = make_long(n_series=2, steps=40)
+    _per_series_files(tmp_path / "pile", df)
+    before = fingerprint(str(tmp_path / "pile"))
+    odd = df[df.series_id == df.series_id.iloc[0]].drop(columns=["series_id", "label"]).rename(columns={"ch1": "chX"})
+    odd.to_csv(tmp_path / "pile" / "z.csv", index=False)
+    assert fingerprint(str(tmp_path / "pile")) != before  # a new file: the folder is read again
+    with pytest.raises(InputError, match=r"pile/z.csv: channels ch0, chX differ from those of a/.*ingest.channels"):
+        ingest_table(str(tmp_path / "pile"), IngestConfig())
+    odd.rename(columns={"chX": "ch1"}).assign(timestamp=np.arange(len(odd))).to_csv(tmp_path / "pile" / "z.csv", index=False)
+    with pytest.raises(InputError, match="z.csv: its time axis is steps, that of a/.* times"):
+        ingest_table(str(tmp_path / "pile"), IngestConfig())

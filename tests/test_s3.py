@@ -258,3 +258,22 @@ def test_credentials_from_a_prefect_block(prefect_harness, s3, moto_server, monk
     m = atlas(data=data, root=f"s3://{s3}/blocky", credentials="tsatlas-test", **cfg.sections())
     assert m["stages"]["generate"]["uri"].startswith(f"s3://{s3}/blocky/")
     assert SECRET not in json.dumps(m)
+
+
+def test_a_folder_on_s3_is_read_as_one_table(s3, moto_server):
+    from tsatlas.config import IngestConfig
+    from tsatlas.ingest import fingerprint, ingest_table
+
+    fs = s3fs.S3FileSystem(endpoint_url=moto_server.url)
+    df = make_long(n_series=4, steps=50)
+    ids = sorted(df.series_id.unique())
+    for i, part in enumerate((ids[:2], ids[2:])):
+        with fs.open(f"{s3}/pile/part-{i}.parquet", "wb") as f:
+            df[df.series_id.isin(part)].to_parquet(f, index=False)
+    fs.pipe(f"{s3}/pile/_SUCCESS", b"")
+    out = ingest_table(f"s3://{s3}/pile/", IngestConfig())
+    assert out.info["files"] == 2 and out.info["series"] == 4 and out.info["rows_in"] == len(df)
+    before = fingerprint(f"s3://{s3}/pile")
+    with fs.open(f"{s3}/pile/part-1.parquet", "wb") as f:  # rewritten: the folder is another input
+        df[df.series_id.isin(ids[2:3])].to_parquet(f, index=False)
+    assert fingerprint(f"s3://{s3}/pile") != before

@@ -1,5 +1,5 @@
-"""Ingest: read a CSV or Parquet table (long, wide or single-series), validate it, and put
-every series on a regular time grid with short gaps filled.
+"""Ingest: read a CSV or Parquet table (long, wide or single-series), or a folder of them,
+validate it, and put every series on a regular time grid with short gaps filled.
 
 Output (the series table): `series_id` (string), `timestamp` (UTC timestamp or int64
 step), one float64 column per channel, optional `label`; grouped by series, each in time order.
@@ -59,10 +59,21 @@ class Ingested:
 
 
 def fingerprint(uri: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Cheap identity of an input file (size plus mtime or ETag), so an unchanged file is not re-read."""
+    """Cheap identity of an input file (size plus mtime or ETag), so an unchanged file is not re-read;
+    of a folder, the same of every data file in it (a file added, changed or removed changes it)."""
+    fs, path, info = _stat(uri, storage_options)
+    keep = ("size", "mtime", "ETag", "LastModified", "created")
+    if info.get("type") != "directory":
+        return {"uri": redact(uri), **{k: str(info[k]) for k in keep if k in info}}
+    files = _data_files(fs, path, uri)
+    return {"uri": redact(uri), "files": [[rel, *(str(i[k]) for k in keep if k in i)] for rel, i in files]}
+
+
+def _stat(uri: str, storage_options: dict[str, Any] | None) -> tuple[Any, str, dict[str, Any]]:
+    """(filesystem, path, fsspec info) of an input, with the failures a user can act on as one line."""
     try:
         fs, path = fsspec.core.url_to_fs(uri, **fs_options(uri, storage_options))
-        info = fs.info(path)
+        return fs, path, fs.info(path)
     except FileNotFoundError as e:
         cause = e.__cause__  # fsspec's HTTP filesystem turns every failure into FileNotFoundError
         if cause is not None and getattr(cause, "status", None) != 404:
@@ -74,11 +85,37 @@ def fingerprint(uri: str, storage_options: dict[str, Any] | None = None) -> dict
         raise InputError(f"{uri}: cannot open ({e})") from None
     except OSError as e:
         raise StorageError(f"{uri}: cannot reach the input ({io_reason(e)})") from None
-    if info.get("type") == "directory":
-        raise InputError(f"{uri}: is a directory, expected a CSV or Parquet file")
-    keep = ("size", "mtime", "ETag", "LastModified", "created")
-    return {"uri": redact(uri), **{k: str(info[k]) for k in keep if k in info}}
 
+
+# Files of a folder that are read: CSV (also compressed or zipped) and Parquet; names starting with
+# "." or "_" (hidden files, Spark's _SUCCESS, _metadata) are not data.
+_DATA_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq", ".gz", ".bz2", ".xz", ".zip")
+
+
+def _data_files(fs: Any, path: str, uri: str) -> list[tuple[str, dict[str, Any]]]:
+    """(path relative to the folder, fsspec info) of every data file under a folder, in name order."""
+    root = path.rstrip("/")
+    found = fs.find(root, detail=True)
+    out = []
+    for full, info in sorted(found.items()):
+        rel = full[len(root):].lstrip("/")
+        if info.get("type") == "directory" or any(part[:1] in "._" for part in rel.split("/")):
+            continue
+        if rel.lower().endswith(_DATA_SUFFIXES):
+            out.append((rel, info))
+    if not out:
+        raise InputError(f"{uri}: a folder without CSV or Parquet files (looked for {', '.join(_DATA_SUFFIXES)})")
+    return out
+
+
+def input_files(uri: str, storage_options: dict[str, Any] | None = None) -> list[tuple[str, str]] | None:
+    """(relative name, uri) of every data file when `uri` is a folder (a local directory or an
+    object-store prefix), else None."""
+    fs, path, info = _stat(uri, storage_options)
+    if info.get("type") != "directory":
+        return None
+    base = uri.rstrip("/")
+    return [(rel, f"{base}/{rel}") for rel, _ in _data_files(fs, path, uri)]
 
 
 def _time_filters(schema: pa.Schema, cfg: IngestConfig | None) -> list[tuple] | None:
@@ -695,24 +732,70 @@ def clip_range(df: pd.DataFrame, cfg: IngestConfig) -> pd.DataFrame:
 
 
 def ingest_table(uri: str, cfg: IngestConfig, storage_options: dict[str, Any] | None = None) -> Ingested:
-    """Read, validate and regularise one input file.
+    """Read, validate and regularise one input file, or every data file of a folder (read_folder).
 
     Args:
-        uri: local path or fsspec URL of a CSV or Parquet file.
+        uri: local path or fsspec URL of a CSV or Parquet file, or of a folder of them.
         cfg: the ingest section of the config.
 
     Returns:
         The series table, its channel names, and counts for the summary.
     """
-    raw = read_table(uri, storage_options, cfg)
-    long, channels, how = to_long(raw, cfg, uri)
+    files = input_files(uri, storage_options)
+    if files is None:
+        raw = read_table(uri, storage_options, cfg)
+        long, channels, how = to_long(raw, cfg, uri)
+        rows_in = len(raw)
+    else:
+        long, channels, how, rows_in = read_folder(uri, files, cfg, storage_options)
     long = clip_range(long, cfg)
     if long.empty:
         raise InputError(f"{uri}: no rows in the range start={cfg.start} end={cfg.stop}")
     frame, info = regularise(long, channels, cfg, uri, wide=how["layout"] == "wide")
-    info.update(rows_in=len(raw), **how)
+    info.update(rows_in=rows_in, **how)
     _log_time_form(uri, info)
     return Ingested(frame, channels, info)
+
+
+def read_folder(uri: str, files: list[tuple[str, str]], cfg: IngestConfig, storage_options: dict[str, Any] | None,
+                ) -> tuple[pd.DataFrame, list[str], dict[str, Any], int]:
+    """Every data file of a folder as one long table: (frame, channels, how it was read, rows in).
+
+    With ingest.layout=auto a file with the id column is a part of one long table (a partitioned
+    Parquet dataset, monthly exports: ids shared across files are one series), and a file without
+    it is one series, named by its path in the folder without the suffix (`site-a/2023.csv` ->
+    `site-a/2023`), every numeric column a channel. Every file must give the same channels and the
+    same kind of time axis; a mismatch names the file."""
+    parts, first, how, rows_in, layouts = [], None, None, 0, []
+    for rel, file_uri in files:
+        raw = read_table(file_uri, storage_options, cfg)
+        fcfg = cfg
+        if cfg.layout == "auto" and cfg.id_column not in raw.columns:
+            fcfg = cfg.model_copy(update={"layout": "single"})
+        long, channels, fhow = to_long(raw, fcfg, file_uri)
+        if fhow["layout"] == "single":
+            long["series_id"] = re.sub(r"(\.(csv|tsv|txt|parquet|pq))?(\.(gz|bz2|xz|zip))?$", "", rel, flags=re.I)
+        kind = "times" if pd.api.types.is_datetime64_any_dtype(long["timestamp"]) else "steps"
+        if first is None:
+            first, how = (rel, channels, kind), dict(fhow)
+        elif channels != first[1]:
+            raise InputError(f"{file_uri}: channels {', '.join(channels[:8])} differ from those of {first[0]} "
+                             f"({', '.join(first[1][:8])}); set ingest.channels to the ones every file has")
+        elif kind != first[2]:
+            raise InputError(f"{file_uri}: its time axis is {kind}, that of {first[0]} {first[2]}; "
+                             "every file of a folder needs the same kind")
+        layouts.append(fhow["layout"])
+        how["has_label"] = how["has_label"] and fhow["has_label"]
+        rows_in += len(raw)
+        parts.append(long)
+    long = pd.concat(parts, ignore_index=True)
+    if not how["has_label"] and "label" in long.columns:  # labels only where every file has them
+        long = long.drop(columns="label")
+    counts = {lay: layouts.count(lay) for lay in sorted(set(layouts))}
+    how |= {"layout": "+".join(counts), "files": len(files)}
+    log.info("ingest: %s: %d file(s): %s", redact(uri), len(files), ", ".join(
+        f"{n} {'one series each' if lay == 'single' else f'part(s) of one {lay} table'}" for lay, n in counts.items()))
+    return long, channels, how, rows_in
 
 
 def _log_time_form(uri: str, info: dict[str, Any]) -> None:
@@ -831,8 +914,8 @@ def ingest_to_file(uri: str, cfg: IngestConfig, out_path: str, storage_options: 
     Returns:
         Counts for the summary: rows_in, series, rows, channels, gaps_filled, step, has_label.
     """
-    streamed = stream_parquet(uri, cfg, storage_options, out_path)
-    if streamed is None:  # CSV, wide or single layouts, or series not contiguous: in memory
+    streamed = None if input_files(uri, storage_options) is not None else stream_parquet(uri, cfg, storage_options, out_path)
+    if streamed is None:  # a folder, CSV, wide or single layouts, or series not contiguous: in memory
         out = ingest_table(uri, cfg, storage_options)
         pq.write_table(with_meta(pa.Table.from_pandas(out.frame, preserve_index=False),
                                  channels=",".join(out.channels)), out_path, compression="zstd")

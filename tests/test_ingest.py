@@ -461,8 +461,15 @@ def test_a_folder_whose_files_disagree_names_the_file(tmp_path):
     odd = df[df.series_id == df.series_id.iloc[0]].drop(columns=["series_id", "label"]).rename(columns={"ch1": "chX"})
     odd.to_csv(tmp_path / "pile" / "z.csv", index=False)
     assert fingerprint(str(tmp_path / "pile")) != before  # a new file: the folder is read again
-    with pytest.raises(InputError, match=r"pile/z.csv: channels ch0, chX differ from those of a/.*ingest.channels"):
+    with pytest.raises(InputError, match=r"pile/z.csv: its columns differ from those of a/s0.csv.gz \(lacks ch1; has chX "
+                                         r"besides\); set ingest.channels"):
         ingest_table(str(tmp_path / "pile"), IngestConfig())
     odd.rename(columns={"chX": "ch1"}).assign(timestamp=np.arange(len(odd))).to_csv(tmp_path / "pile" / "z.csv", index=False)
-    with pytest.raises(InputError, match="z.csv: its time axis is steps, that of a/.* times"):
+    with pytest.raises(InputError, match="z.csv: its time column 'timestamp' holds numbers, that of a/s0.csv.gz holds times"):
+        ingest_table(str(tmp_path / "pile"), IngestConfig())
+    (tmp_path / "pile" / "z.csv").unlink()
+    late = df[df.series_id == df.series_id.iloc[-1]].drop(columns=["series_id", "label"])
+    late.assign(timestamp=pd.to_datetime(late.timestamp).dt.tz_localize(None)).to_csv(tmp_path / "pile" / "b" / "late.csv", index=False)
+    with pytest.raises(InputError, match=r"pile: column 'timestamp', row 2 of b/late.csv: .* mixes time zones: it has no UTC "
+                                         r"offset, row 2 of a/s0.csv.gz has one"):  # rows of the files, not of the folder
         ingest_table(str(tmp_path / "pile"), IngestConfig())

@@ -761,41 +761,61 @@ def read_folder(uri: str, files: list[tuple[str, str]], cfg: IngestConfig, stora
                 ) -> tuple[pd.DataFrame, list[str], dict[str, Any], int]:
     """Every data file of a folder as one long table: (frame, channels, how it was read, rows in).
 
-    With ingest.layout=auto a file with the id column is a part of one long table (a partitioned
-    Parquet dataset, monthly exports: ids shared across files are one series), and a file without
-    it is one series, named by its path in the folder without the suffix (`site-a/2023.csv` ->
-    `site-a/2023`), every numeric column a channel. Every file must give the same channels and the
-    same kind of time axis; a mismatch names the file."""
-    parts, first, how, rows_in, layouts = [], None, None, 0, []
-    for rel, file_uri in files:
-        raw = read_table(file_uri, storage_options, cfg)
-        fcfg = cfg
-        if cfg.layout == "auto" and cfg.id_column not in raw.columns:
-            fcfg = cfg.model_copy(update={"layout": "single"})
-        long, channels, fhow = to_long(raw, fcfg, file_uri)
-        if fhow["layout"] == "single":
-            long["series_id"] = re.sub(r"(\.(csv|tsv|txt|parquet|pq))?(\.(gz|bz2|xz|zip))?$", "", rel, flags=re.I)
-        kind = "times" if pd.api.types.is_datetime64_any_dtype(long["timestamp"]) else "steps"
-        if first is None:
-            first, how = (rel, channels, kind), dict(fhow)
-        elif channels != first[1]:
-            raise InputError(f"{file_uri}: channels {', '.join(channels[:8])} differ from those of {first[0]} "
-                             f"({', '.join(first[1][:8])}); set ingest.channels to the ones every file has")
-        elif kind != first[2]:
-            raise InputError(f"{file_uri}: its time axis is {kind}, that of {first[0]} {first[2]}; "
-                             "every file of a folder needs the same kind")
-        layouts.append(fhow["layout"])
-        how["has_label"] = how["has_label"] and fhow["has_label"]
-        rows_in += len(raw)
-        parts.append(long)
-    long = pd.concat(parts, ignore_index=True)
-    if not how["has_label"] and "label" in long.columns:  # labels only where every file has them
-        long = long.drop(columns="label")
-    counts = {lay: layouts.count(lay) for lay in sorted(set(layouts))}
-    how |= {"layout": "+".join(counts), "files": len(files)}
-    log.info("ingest: %s: %d file(s): %s", redact(uri), len(files), ", ".join(
-        f"{n} {'one series each' if lay == 'single' else f'part(s) of one {lay} table'}" for lay, n in counts.items()))
-    return long, channels, how, rows_in
+    With ingest.layout=auto, files with the id column are parts of one long table (a partitioned
+    Parquet dataset, monthly exports: an id in two files is one series), and a file without it is
+    one series, named by its path in the folder without the suffix (`site-a/2023.csv` ->
+    `site-a/2023`), every numeric column a channel. The files are read one by one and parsed as
+    one table, so every file's times are read the same way; files must have the same columns (or,
+    with ingest.channels, each those channels), and an error names the file."""
+    raws = [read_table(f, storage_options, cfg) for _, f in files]
+    keyed = [cfg.id_column in r.columns for r in raws]
+    names = [rel for rel, _ in files]
+    if cfg.layout == "auto" and any(keyed) and not all(keyed):
+        odd = keyed.index(not keyed[0])
+        raise InputError(f"{files[odd][1]}: {'has' if keyed[odd] else 'has no'} {cfg.id_column!r} column, {names[0]} "
+                         f"{'has' if keyed[0] else 'has none'}: a folder holds parts of one long table or one series per file")
+    for (rel, f), r in zip(files, raws):
+        missing = (set(cfg.channels) if cfg.channels else set(raws[0].columns)) - set(r.columns)
+        extra = set() if cfg.channels else set(r.columns) - set(raws[0].columns)
+        if missing or extra:
+            raise InputError(f"{f}: its columns differ from those of {names[0]} ("
+                             + "; ".join(x for x in (missing and f"lacks {', '.join(sorted(missing)[:8])}",
+                                                     extra and f"has {', '.join(sorted(extra)[:8])} besides") if x)
+                             + "); set ingest.channels to the ones every file has")
+    per_file = cfg.layout == "single" or (cfg.layout == "auto" and not keyed[0])
+    time_col = find_time_column(raws[0], cfg, not per_file and cfg.layout != "wide")  # a single series may count steps
+    whole = cfg.model_copy(update={"time_column": time_col}) if time_col else cfg
+    if per_file:  # each file one series: its name as the id, then read as a long table
+        raws = [r.assign(**{cfg.id_column: re.sub(r"(\.(csv|tsv|txt|parquet|pq))?(\.(gz|bz2|xz|zip))?$", "", rel, flags=re.I)})
+                for rel, r in zip(names, raws)]
+        whole = whole.model_copy(update={"layout": "long"})
+    if time_col is not None:
+        steps = [pd.api.types.is_numeric_dtype(r[time_col]) if time_col in r.columns else None for r in raws]
+        if len(set(steps)) > 1:
+            odd = next(i for i, v in enumerate(steps) if v != steps[0])
+            what = {None: "is missing", True: "holds numbers", False: "holds times"}
+            raise InputError(f"{files[odd][1]}: its time column {time_col!r} {what[steps[odd]]}, that of {names[0]} "
+                             f"{what[steps[0]]}; every file needs the same kind")
+    table = pd.concat(raws, ignore_index=True)
+    try:
+        long, channels, how = to_long(table, whole, uri)
+    except InputError as e:
+        for (_, f), r in zip(files, raws):  # a fault within one file: named by it, with its own row numbers
+            to_long(r, whole, f)
+        starts = np.cumsum([0] + [len(r) for r in raws])
+
+        def where(m: re.Match) -> str:  # a row of the files read together -> that row of its file
+            i = int(m.group(1)) - 2
+            j = int(np.searchsorted(starts, i, side="right")) - 1
+            return f"row {i - starts[j] + 2} of {names[j]}"
+
+        raise InputError(re.sub(r"\brow (\d+)", where, str(e))) from None
+    if per_file:
+        how |= {"layout": "single", "id_column": None}
+    how["files"] = len(files)
+    log.info("ingest: %s: %d file(s), %s", redact(uri), len(files),
+             "one series each" if per_file else f"parts of one {how['layout']} table")
+    return long, channels, how, len(table)
 
 
 def _log_time_form(uri: str, info: dict[str, Any]) -> None:

@@ -1,8 +1,9 @@
 """Ingest throughput on many short series: `ingest_to_file` (read, validate, put on the grid,
-write the series table) against reading the same file alone (pyarrow for Parquet, pandas for
-CSV), in one run; medians of --runs.
+write the series table) against reading the same input alone (pyarrow for Parquet, pandas for
+CSV), in one run; medians of --runs. The inputs: one long Parquet file, one long CSV file, and a
+folder of --files CSV files of one series each (the first --files series, without the id column).
 
-    python benchmarks/ingest.py [--series 20000] [--steps 48] [--runs 3] [--no-write]
+    python benchmarks/ingest.py [--series 20000] [--steps 48] [--files 2000] [--runs 3] [--no-write]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--series", type=int, default=20_000)
     ap.add_argument("--steps", type=int, default=48)
+    ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
@@ -40,16 +42,28 @@ def main() -> None:
         files = {"Parquet": os.path.join(d, "in.parquet"), "CSV": os.path.join(d, "in.csv")}
         df.to_parquet(files["Parquet"], index=False)
         df.to_csv(files["CSV"], index=False)
+        folder = files[f"CSV folder ({a.files:,} files)"] = os.path.join(d, "folder")
+        os.mkdir(folder)
+        per_file = df.iloc[:a.files * a.steps].groupby("series_id", sort=False)
+        for sid, g in per_file:
+            g.drop(columns="series_id").to_csv(os.path.join(folder, f"{sid}.csv"), index=False)
         for kind, path in files.items():
-            read = (lambda p=path: pq.read_table(p).to_pandas()) if kind == "Parquet" else (lambda p=path: pd.read_csv(p))
+            if kind == "Parquet":
+                read, rows_in, series = (lambda p=path: pq.read_table(p).to_pandas()), len(df), a.series
+            elif path == folder:
+                names = sorted(os.listdir(folder))
+                read, rows_in, series = (lambda: [pd.read_csv(os.path.join(folder, n)) for n in names]), a.files * a.steps, a.files
+            else:
+                read, rows_in, series = (lambda p=path: pd.read_csv(p)), len(df), a.series
             ours = timed(lambda p=path: ingest_to_file(p, IngestConfig(), os.path.join(d, "out.parquet")), a.runs, warmup=False)
             base = timed(read, a.runs, warmup=False)
-            rows.append(f"| {kind} | {len(df):,} | {a.series:,} | {ours:.2f} | {base:.2f} | {ours / base:.1f}x |")
+            rows.append(f"| {kind} | {rows_in:,} | {series:,} | {ours:.2f} | {base:.2f} | {ours / base:.1f}x |")
             print(rows[-1], flush=True)
     table = ["| input | rows | series | ingest s | read alone s | ingest / read |", "|---|---|---|---|---|---|", *rows,
              "", f"{a.series:,} series of {a.steps} hourly steps, 2 channels, UTC timestamps; medians of {a.runs} runs. "
              "ingest = `ingest_to_file` (read, validate, regularise, write the series table; Parquet streamed); "
-             "read alone = pyarrow's `read_table(...).to_pandas()` / `pd.read_csv` of the same file."]
+             "read alone = pyarrow's `read_table(...).to_pandas()` / `pd.read_csv` of the same file (of each file of the "
+             "folder, one after the other)."]
     print("\n".join(table))
     if not a.no_write:
         write_results("Ingest of many short series (benchmarks/ingest.py)", "\n".join(table))

@@ -437,15 +437,21 @@ def test_a_folder_of_files_one_series_each(tmp_path):
 
 def test_a_folder_of_long_parts_is_one_table(tmp_path):
     df = make_long(n_series=3, steps=60)
-    (tmp_path / "parts").mkdir()
+    from tsatlas.ingest import ingest_to_file
+
+    parts = tmp_path / "table.parquet"  # a folder named like a file, as Spark writes a dataset
+    parts.mkdir()
     t = pd.to_datetime(df["timestamp"])
     cut = t.min() + (t.max() - t.min()) / 2
-    df[t <= cut].to_parquet(tmp_path / "parts" / "part-0.parquet", index=False)  # the same series in both files
-    df[t > cut].to_parquet(tmp_path / "parts" / "part-1.parquet", index=False)
-    out = ingest_table(str(tmp_path / "parts"), IngestConfig())
+    df[t <= cut].to_parquet(parts / "part-0.parquet", index=False)  # the same series in both files
+    df[t > cut].to_parquet(parts / "part-1.parquet", index=False)
+    (parts / "_SUCCESS").write_text("")
+    out = ingest_table(str(parts), IngestConfig())
     whole = ingest_table(_write(df, tmp_path / "whole.parquet"), IngestConfig())
     assert out.info["layout"] == "long" and out.info["series"] == 3 and out.info["rows_in"] == len(df)
     pd.testing.assert_frame_equal(out.frame, whole.frame)
+    info = ingest_to_file(str(parts), IngestConfig(), str(tmp_path / "series.parquet"))
+    assert info["files"] == 2 and pd.read_parquet(tmp_path / "series.parquet").shape == whole.frame.shape
 
 
 def test_a_folder_whose_files_disagree_names_the_file(tmp_path):
@@ -473,3 +479,12 @@ def test_a_folder_whose_files_disagree_names_the_file(tmp_path):
     with pytest.raises(InputError, match=r"pile: column 'timestamp', row 2 of b/late.csv: .* mixes time zones: it has no UTC "
                                          r"offset, row 2 of a/s0.csv.gz has one"):  # rows of the files, not of the folder
         ingest_table(str(tmp_path / "pile"), IngestConfig())
+
+
+def test_a_folder_mixing_long_parts_and_single_series_is_refused(tmp_path):
+    df = make_long(n_series=2, steps=30)
+    (tmp_path / "mixed").mkdir()
+    df.to_csv(tmp_path / "mixed" / "a.csv", index=False)
+    df[df.series_id == df.series_id.iloc[0]].drop(columns=["series_id", "label"]).to_csv(tmp_path / "mixed" / "b.csv", index=False)
+    with pytest.raises(InputError, match=r"mixed/b.csv: has no 'series_id' column and a.csv has one: a folder holds either"):
+        ingest_table(str(tmp_path / "mixed"), IngestConfig())

@@ -772,9 +772,10 @@ def read_folder(uri: str, files: list[tuple[str, str]], cfg: IngestConfig, stora
     names = [rel for rel, _ in files]
     if cfg.layout == "auto" and any(keyed) and not all(keyed):
         odd = keyed.index(not keyed[0])
-        raise InputError(f"{files[odd][1]}: {'has' if keyed[odd] else 'has no'} {cfg.id_column!r} column, {names[0]} "
-                         f"{'has' if keyed[0] else 'has none'}: a folder holds parts of one long table or one series per file")
-    for (rel, f), r in zip(files, raws):
+        raise InputError(f"{files[odd][1]}: {'has an' if keyed[odd] else 'has no'} {cfg.id_column!r} column and {names[0]} "
+                         f"{'has one' if keyed[0] else 'has none'}: a folder holds either parts of one long table (every "
+                         "file with the id column) or one series per file (none with it)")
+    for (_, f), r in zip(files, raws):
         missing = (set(cfg.channels) if cfg.channels else set(raws[0].columns)) - set(r.columns)
         extra = set() if cfg.channels else set(r.columns) - set(raws[0].columns)
         if missing or extra:
@@ -934,7 +935,8 @@ def ingest_to_file(uri: str, cfg: IngestConfig, out_path: str, storage_options: 
     Returns:
         Counts for the summary: rows_in, series, rows, channels, gaps_filled, step, has_label.
     """
-    streamed = None if input_files(uri, storage_options) is not None else stream_parquet(uri, cfg, storage_options, out_path)
+    folder = _stat(uri, storage_options)[2].get("type") == "directory"
+    streamed = None if folder else stream_parquet(uri, cfg, storage_options, out_path)
     if streamed is None:  # a folder, CSV, wide or single layouts, or series not contiguous: in memory
         out = ingest_table(uri, cfg, storage_options)
         pq.write_table(with_meta(pa.Table.from_pandas(out.frame, preserve_index=False),

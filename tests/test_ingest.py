@@ -420,6 +420,7 @@ def _per_series_files(root, df):
         paths[sid] = rel.removesuffix(".gz").removesuffix(".csv")
     (root / "_SUCCESS").write_text("")
     (root / ".notes.csv").write_text("not,data\n")
+    (root / "README.txt").write_text("Exported from the plant historian, one file per pump.\n")
     return paths
 
 

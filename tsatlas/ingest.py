@@ -88,8 +88,9 @@ def _stat(uri: str, storage_options: dict[str, Any] | None) -> tuple[Any, str, d
 
 
 # Files of a folder that are read: CSV (also compressed or zipped) and Parquet; names starting with
-# "." or "_" (hidden files, Spark's _SUCCESS, _metadata) are not data.
-_DATA_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", ".pq", ".gz", ".bz2", ".xz", ".zip")
+# "." or "_" (hidden files, Spark's _SUCCESS, _metadata) are not data, nor is .txt (a folder's
+# README.txt or notes; a .txt file given on its own is read).
+_DATA_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".gz", ".bz2", ".xz", ".zip")
 
 
 def _data_files(fs: Any, path: str, uri: str) -> list[tuple[str, dict[str, Any]]]:
@@ -787,7 +788,7 @@ def read_folder(uri: str, files: list[tuple[str, str]], cfg: IngestConfig, stora
     time_col = find_time_column(raws[0], cfg, not per_file and cfg.layout != "wide")  # a single series may count steps
     whole = cfg.model_copy(update={"time_column": time_col}) if time_col else cfg
     if per_file:  # each file one series: its name as the id, then read as a long table
-        raws = [r.assign(**{cfg.id_column: re.sub(r"(\.(csv|tsv|txt|parquet|pq))?(\.(gz|bz2|xz|zip))?$", "", rel, flags=re.I)})
+        raws = [r.assign(**{cfg.id_column: re.sub(r"(\.(csv|tsv|parquet|pq))?(\.(gz|bz2|xz|zip))?$", "", rel, flags=re.I)})
                 for rel, r in zip(names, raws)]
         whole = whole.model_copy(update={"layout": "long"})
     if time_col is not None:

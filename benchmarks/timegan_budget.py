@@ -7,10 +7,12 @@ stdout (and in --out).
 Variant names, tokens joined by '-': L<layers>, <iterations per phase>, then optionally b<batch size>
 (default 128), mmd<weight> (default: the shipped gan_mmd), ema<decay x 100> (ema0: off; default
 the shipped 0.99), pc0 / pc (without / with the per-channel increments term; default: shipped, on
-since 2026-11-29, so rows before then are pc0: their settings say), s<training seed> (default 0),
+since 2026-11-29, so rows before then are pc0: their settings say), critic<weight> (the window
+critic's weight; default the shipped gan_critic, 10 since 2026-11-29 19:30 UTC, 0 in rows before,
+whose settings lack the key), s<training seed> (default 0),
 gru / lstm (the networks' cell; default gru), linear (standardised data and a linear recovery
 instead of the paper's [0, 1] scaling).
-mmd0-ema0 is the paper's algorithm. Scores: the project's post-hoc discriminative |acc - 0.5|
+mmd0-critic0-ema0 is the paper's algorithm. Scores: the project's post-hoc discriminative |acc - 0.5|
 (metrics.discriminative_score, 1,000 iterations at most, 2 seeds) on the paper's min-max scale
 and on standardised channels (as `tsatlas run` scores), every --every joint iterations and at the
 end; predictive MAE at the end; synthetic n = real n.
@@ -37,7 +39,7 @@ from tsatlas.metrics import discriminative_score, predictive_score, repeated  # 
 
 def parse(name: str) -> dict:
     out = {"layers": 3, "iterations": GANSchedule.iterations, "batch": 128, "mmd": GANSchedule.mmd, "ema": GANSchedule.ema,
-           "seed": 0, "bounded": True, "cell": "gru", "mmd_channels": GANSchedule.mmd_channels}
+           "seed": 0, "bounded": True, "cell": "gru", "mmd_channels": GANSchedule.mmd_channels, "critic": GANSchedule.critic}
     for tok in name.split("-"):
         if tok.isdigit():
             out["iterations"] = int(tok)
@@ -48,10 +50,10 @@ def parse(name: str) -> dict:
         elif tok == "linear":
             out["bounded"] = False
         elif tok != "bounded":
-            key = next(k for k in ("mmd", "ema", "L", "b", "s") if tok.startswith(k))
+            key = next(k for k in ("critic", "mmd", "ema", "L", "b", "s") if tok.startswith(k))
             val = float(tok[len(key):])
             field = {"L": "layers", "b": "batch", "s": "seed"}.get(key, key)
-            out[field] = val / 100 if key == "ema" else (val if key == "mmd" else int(val))
+            out[field] = val / 100 if key == "ema" else (val if key in ("mmd", "critic") else int(val))
     return out
 
 
@@ -87,7 +89,7 @@ def run(name: str, every: int, save: str | None = None) -> dict:
 
     t0 = time.perf_counter()
     sched = GANSchedule(iterations=v["iterations"], batch_size=v["batch"], mmd=v["mmd"], ema=v["ema"],
-                        mmd_channels=v["mmd_channels"])
+                        mmd_channels=v["mmd_channels"], critic=v["critic"])
     model, hist = train_timegan(X, None, layers=v["layers"], cell=v["cell"], seed=v["seed"], device="cpu", bounded=v["bounded"],
                                 schedule=sched, check=check, check_every=every)
     seconds = time.perf_counter() - t0 - scoring

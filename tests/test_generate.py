@@ -191,6 +191,24 @@ def test_timegan_samples_from_the_averaged_generator_and_reports_its_checks():
     assert hist[-1]["mmd"] > 0
 
 
+def test_the_window_critic_reads_standardised_windows_and_steers_the_generator():
+    from tsatlas.gan import WindowCritic
+
+    X = _sines(64, 2, 0)
+    kw = dict(hidden=8, layers=1, seed=3)
+    off, h_off = train_timegan(X, schedule=GANSchedule(iterations=5, batch_size=32, critic=0.0, ema=0.0), **kw)
+    on, h_on = train_timegan(X, schedule=GANSchedule(iterations=5, batch_size=32, critic=10.0, ema=0.0), **kw)
+    assert h_off[-1]["critic"] is None and h_on[-1]["critic"] > 0  # trained, and its loss recorded
+    assert not all(torch.equal(a, b) for a, b in zip(off.generator.parameters(), on.generator.parameters()))
+    mean, sd = torch.tensor([1.0, 5.0]), torch.tensor([2.0, 0.5])
+    scaled, unit = WindowCritic(mean, sd), WindowCritic(torch.zeros(2), torch.ones(2))
+    unit.rnn.load_state_dict(scaled.rnn.state_dict())
+    unit.head.load_state_dict(scaled.head.state_dict())
+    x = torch.randn(4, 6, 2)
+    with torch.no_grad():  # a channel's units do not matter: the critic reads each one standardised
+        torch.testing.assert_close(scaled(x * sd + mean), unit(x))
+
+
 @pytest.mark.parametrize("threshold,updates", [(float("inf"), 1), (0.0, 6)])
 def test_the_discriminator_is_updated_while_its_last_loss_is_above_the_threshold(monkeypatch, threshold, updates):
     """The decision reads the discriminator's loss of the iteration before (no wait on a GPU's

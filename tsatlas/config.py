@@ -273,6 +273,10 @@ class GenerateConfig(_Section):
     gan_mmd: float = Field(
         30.0, ge=0, le=1e4, description="Weight of the kernel two-sample loss (windows and their increments) in the "
         "TimeGAN generator's loss; 0 gives the paper's losses.")
+    gan_critic: float = Field(
+        10.0, ge=0, le=1e4, description="Weight of the window critic's adversarial term in the TimeGAN generator's "
+        "loss (a GRU classifier of the recovered windows, every channel standardised, as the post-hoc classifier "
+        "reads them); 0: the paper's latent discriminator only.")
     evaluate: bool = Field(True, description="Compute generation metrics against the real windows.")
     eval_repeats: int = Field(1, ge=1, le=100, description="Seeds per post-hoc metric (mean and std are reported).")
     eval_iterations: int = Field(

@@ -105,7 +105,8 @@ class Generator:
         self.gan, self.history = gan, []
         self.mixtures = LatentMixtures(Z, labels, cfg.components, seed)
         if method == "timegan" and gan is None:
-            sched = GANSchedule(iterations=cfg.gan_iterations, batch_size=cfg.gan_batch_size, mmd=cfg.gan_mmd)
+            sched = GANSchedule(iterations=cfg.gan_iterations, batch_size=cfg.gan_batch_size, mmd=cfg.gan_mmd,
+                                critic=cfg.gan_critic)
             self.gan, self.history = train_timegan(X, labels, hidden=cfg.gan_hidden, layers=cfg.gan_layers, cell=cfg.gan_cell,
                                                    schedule=sched, seed=seed, device=device)
 

@@ -207,6 +207,10 @@ def test_the_window_critic_reads_standardised_windows_and_steers_the_generator()
     x = torch.randn(4, 6, 2)
     with torch.no_grad():  # a channel's units do not matter: the critic reads each one standardised
         torch.testing.assert_close(scaled(x * sd + mean), unit(x))
+    flat = WindowCritic(torch.tensor([0.5, 0.0]), torch.tensor([1.0, 0.0]))  # the second channel constant in the data
+    with torch.no_grad():  # whatever the generator puts there, the critic does not see it
+        torch.testing.assert_close(flat(torch.cat([x[..., :1], x[..., 1:] * 0.01], -1)), flat(torch.cat([x[..., :1], x[..., 1:] * 0], -1)))
+        assert torch.isfinite(flat(x)).all()
 
 
 @pytest.mark.parametrize("threshold,updates", [(float("inf"), 1), (0.0, 6)])

@@ -65,13 +65,15 @@ def mmd(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class WindowCritic(nn.Module):
     """Real or generated, from a window (B, T, C) in the networks' units: each channel standardised
     with the real data's mean and s.d., then two GRU layers of max(8, C) units (the strict post-hoc
-    classifier's shape), a logit from the last step."""
+    classifier's shape), a logit from the last step. A channel without variance in the real data
+    reads as 0: standardised by a tiny s.d., the recovery's small offset from the constant would be
+    blown up into a difference the critic always sees and the generator cannot remove."""
 
     def __init__(self, mean: torch.Tensor, sd: torch.Tensor):
         super().__init__()
         C = len(mean)
         self.register_buffer("mean", mean)
-        self.register_buffer("sd", sd.clamp_min(1e-6))
+        self.register_buffer("sd", torch.where(sd > 1e-6, sd, torch.full_like(sd, float("inf"))))
         self.rnn = nn.GRU(C, max(8, C), num_layers=2, batch_first=True)
         self.head = nn.Linear(max(8, C), 1)
 

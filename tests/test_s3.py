@@ -164,7 +164,6 @@ def _fast_retries(monkeypatch, delays):
     from tasks.embed import embed_task
     from tasks.generate import generate_task
     from tasks.train import train_task
-
     from tasks.windows import windows_task
 
     for t in (windows_task, train_task, embed_task, cluster_task, generate_task):

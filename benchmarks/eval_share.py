@@ -105,12 +105,11 @@ def main() -> None:
         lines.append(f"| {r['case']} ({' x '.join(map(str, r['shape']))}) | {r['wall']:.1f} | {r['stages']:.1f} | "
                      f"{r['train']:.1f} | {r['eval']:.1f} | {r['share_wall']:.0%} | {r['share_stages']:.0%} | "
                      f"{p['windows']}, {p['patch']}, {p.get('workers', 1)} |")
-    how = ("each a fresh `tsatlas run` process (imports and Prefect's start-up included)" if a.cli else
-           "in process after a warm-up (Prefect's API already up)")
-    body = "\n".join(lines) + (f"\n\nMedians of {a.runs} runs per case; `tsatlas run` at its defaults, {how}, "
-                               "a fresh store per run. Stages: the manifest's "
-                               "timings, ingest to generate (the report and Prefect's orchestration are the rest "
-                               "of the wall time).")
+    how, rest = (("each a fresh `tsatlas run` process", "Python's imports, Prefect's start-up and orchestration") if a.cli
+                 else ("in process after a warm-up (Prefect's API already up)", "Prefect's orchestration"))
+    body = "\n".join(lines) + (f"\n\nMedians of {a.runs} runs per case; `tsatlas run` at its defaults, {how}, a fresh "
+                               "store per run. Stages: the manifest's timings, ingest to generate (the report, "
+                               f"{rest} are the rest of the wall time).")
     print(body)
     if not a.no_write:
         write_results("Evaluation's share of a run (benchmarks/eval_share.py" + (" --cli)" if a.cli else ")"), body)

@@ -1,8 +1,8 @@
 """The backfill flow: the atlas flow over a range of past partitions, either as runs of an atlas
 deployment (as an operator backfills with Prefect) or inside this flow run."""
 
-from __future__ import annotations
-
+# Annotations here are evaluated (no `from __future__ import annotations`): `flow.serve()` runs each flow run
+# from the pickled flow, where postponed ones could not be resolved and every run failed validation.
 import os
 import socket
 import time

@@ -1,8 +1,8 @@
 """The atlas flow: ingest -> windows -> train -> embed -> cluster -> generate, then the
 run's report and manifest."""
 
-from __future__ import annotations
-
+# Annotations here are evaluated (no `from __future__ import annotations`): `flow.serve()` runs each flow run
+# from the pickled flow, where postponed ones could not be resolved and every run failed validation.
 from typing import Any
 
 from prefect import flow

@@ -1,7 +1,7 @@
 """The score flow: embed and assign new data with an already trained run."""
 
-from __future__ import annotations
-
+# Annotations here are evaluated (no `from __future__ import annotations`): `flow.serve()` runs each flow run
+# from the pickled flow, where postponed ones could not be resolved and every run failed validation.
 from typing import Any
 
 from prefect import flow

@@ -199,6 +199,63 @@ def test_serve_and_deploy_on_one_server_leave_each_other_alone(server):
     assert atlas["concurrency_limit"] == 1 or (atlas.get("global_concurrency_limit") or {}).get("limit") == 1
 
 
+
+SERVE_IN_MEMORY = """
+import asyncio
+from prefect.runner import Runner
+from flows.backfill import backfill
+from flows.pipeline import atlas
+from flows.score import score
+
+runner = Runner(name="in-memory", query_seconds=1)
+for f in (atlas, score, backfill):
+    runner.add_flow(f, name="in-memory")  # what `f.serve(name=...)` does, for the three flows in one process
+asyncio.run(runner.start())
+"""
+
+
+def test_flows_served_from_a_script_run(prefect_server, tiny_csv, tmp_path):
+    """Prefect's own way to serve a flow from a script, `atlas.serve(name=...)`, runs each flow
+    run in a spawned process from the pickled flow object (not from its entrypoint, as `tsatlas
+    serve` and workers do); the flows' parameter annotations must arrive there as types (postponed,
+    as strings, every run failed validation: "`AtlasModel` is not fully defined")."""
+    api = prefect_server["api"]
+    log = open(tmp_path / "serve.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-c", SERVE_IN_MEMORY], cwd=REPO, env=prefect_server["env"], stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deps = {}
+        deadline = time.time() + 120
+        while len(deps) < 3:
+            for flow_name in ("atlas", "score", "backfill"):
+                status, dep = _api(f"{api}/deployments/name/{flow_name}/in-memory")
+                if status == 200:
+                    deps[flow_name] = dep["id"]
+            assert time.time() < deadline and proc.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
+            time.sleep(0.5)
+
+        def run(flow_name: str, params: dict) -> dict:
+            status, fr = _api(f"{api}/deployments/{deps[flow_name]}/create_flow_run", {"parameters": params})
+            assert status == 201, fr
+            return _wait_final(api, fr["id"], timeout=300)
+
+        root = str(tmp_path / "art")
+        fr = run("atlas", {"data": tiny_csv, "root": root, **TINY})
+        assert fr["state"]["type"] == "COMPLETED", fr["state"]
+        assert len(list((tmp_path / "art").glob("runs/*/manifest.json"))) == 1
+        fr = run("score", {"data": tiny_csv, "root": root})
+        assert fr["state"]["type"] == "COMPLETED", fr["state"]
+        missing = str(tmp_path / "missing.csv")  # the flow's body runs, and refuses the path
+        fr = run("backfill", {"start": "2024-01-01", "partitions": 1, "data": missing, "root": root})
+        assert fr["state"]["type"] == "FAILED" and "missing.csv" in fr["state"]["message"], fr["state"]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
 def test_the_api_refuses_bad_flow_parameters_before_a_run_exists(server):
     api = server["api"]
     status, atlas = _api(f"{api}/deployments/name/atlas/atlas-nightly")

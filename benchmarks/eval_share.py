@@ -7,7 +7,11 @@ seconds (`metrics.generate.eval_seconds`), and the evaluation's share of each.
     python benchmarks/eval_share.py [--runs 3] [--cases bundled GunPoint OSULeaf] [--cli]
 
 --cli runs each as a user types it instead: `tsatlas run` in a fresh process (Python's imports
-and Prefect's start-up inside the run's wall time), no warm-up.
+and Prefect's start-up inside the run's wall time), no warm-up. --served runs each as a deployment's
+run: a `prefect server start` on loopback, `tsatlas serve` against it, each run of its atlas-serve
+deployment created through the REST API (as the UI's Run button does); Prefect starts
+every such run in a fresh Python process, so its wall time is read from the run's own states, from
+Pending (the runner has taken it) to Completed, without the runner's polling delay before that.
 
 The post-hoc fits run side by side on torch's threads (`eval.workers`): run it as a user runs
 tsatlas, with torch's default threads, on a quiet machine.
@@ -17,14 +21,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import io
 import json
 import os
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -35,6 +46,7 @@ from benchmarks.common import write_results, write_windows  # noqa: E402
 USER_ENV = dict(os.environ)  # for --cli runs: benchmarks.clustering (the labeled sets) pins OMP threads to 1 on import
 STOCKS = os.path.join(os.path.dirname(__file__), "data", "goog_stock.csv")
 CASES = ["bundled", "stocks", "UnitTest", "GunPoint", "OSULeaf", "ACSF1"]
+REPO = os.path.join(os.path.dirname(__file__), "..")
 
 
 def _labeled(name: str, tmp: str) -> list[str]:
@@ -56,22 +68,107 @@ def args_for(case: str, tmp: str) -> list[str]:
     return _labeled(case, tmp)
 
 
-def run_once(args: list[str], cli: bool = False) -> dict:
+def _api(url: str, body: dict | None = None) -> tuple[int, object]:
+    """One REST call; 429 and 503 (the server's SQLite busy) are retried with backoff, as Prefect's client does."""
+    req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json"})
+    for attempt in range(6):
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            status, payload = e.code, json.loads(e.read() or b"null")
+        except OSError:
+            return 0, None
+        if status not in (429, 503):
+            break
+        time.sleep(2 ** attempt)
+    return status, payload
+
+
+def _wait(what: str, ready, proc: subprocess.Popen, seconds: float = 180) -> object:
+    deadline = time.time() + seconds
+    while not (got := ready()):
+        if proc.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"eval_share --served: {what} did not come up")
+        time.sleep(0.5)
+    return got
+
+
+@contextlib.contextmanager
+def served() -> Iterator[tuple[str, str]]:
+    """(API URL, deployment id): a `prefect server start` on loopback with a fresh home, and `tsatlas
+    serve` against it (its atlas-serve deployment), both stopped on exit."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    api, procs = f"http://127.0.0.1:{port}/api", []
+    with tempfile.TemporaryDirectory() as home:
+        env = {**USER_ENV, "PREFECT_HOME": home, "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+               "PREFECT_LOGGING_LEVEL": "WARNING"}
+        try:
+            for argv in ([os.path.join(os.path.dirname(sys.executable), "prefect"), "server", "start", "--host",
+                          "127.0.0.1", "--port", str(port)],
+                         [os.path.join(os.path.dirname(sys.executable), "tsatlas"), "serve"]):
+                procs.append(subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL, start_new_session=True))
+                if len(procs) == 1:
+                    _wait("prefect server", lambda: _api(f"{api}/health")[0] == 200, procs[0])
+            dep = _wait("tsatlas serve", lambda: _api(f"{api}/deployments/name/atlas/atlas-serve")[1]
+                        if _api(f"{api}/deployments/name/atlas/atlas-serve")[0] == 200 else None, procs[1])
+            yield api, dep["id"]
+        finally:
+            for p in reversed(procs):
+                os.killpg(p.pid, signal.SIGTERM)
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+
+
+def _parameters(args: list[str], root: str) -> dict:
+    """`tsatlas run` arguments (--data, --set) as the atlas flow's parameters."""
+    from tsatlas.config import parse_set
+
+    opts = dict(zip(args[::2], args[1::2]))
+    sets = [v for k, v in zip(args[::2], args[1::2]) if k == "--set"]
+    return {"root": root, **({"data": os.path.abspath(opts["--data"])} if "--data" in opts else {}), **parse_set(sets)}
+
+
+def _served_run(server: tuple[str, str], args: list[str], root: str) -> tuple[float, dict]:
+    """(seconds from Pending to Completed, the manifest) of one run of the served deployment."""
+    api, dep = server
+    status, run = _api(f"{api}/deployments/{dep}/create_flow_run", {"parameters": _parameters(args, root)})
+    if status != 201:
+        raise RuntimeError(f"eval_share --served: creating a run answered {status}: {run}")
+    while (state := _api(f"{api}/flow_runs/{run['id']}")[1]["state"])["type"] not in ("COMPLETED", "FAILED", "CRASHED",
+                                                                                        "CANCELLED"):
+        time.sleep(0.2)
+    if state["type"] != "COMPLETED":
+        raise RuntimeError(f"eval_share --served: the run ended {state['type']}: {state.get('message')}")
+    at = {st["type"]: datetime.fromisoformat(st["timestamp"]) for st in _api(f"{api}/flow_run_states/?flow_run_id={run['id']}")[1]}
+    (manifest,) = glob.glob(f"{root}/runs/*/manifest.json")
+    with open(manifest) as f:
+        return (at["COMPLETED"] - at["PENDING"]).total_seconds(), json.load(f)
+
+
+def run_once(args: list[str], cli: bool = False, server: tuple[str, str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as root:
         argv = ["run", *args, "--root", root, "--json"]
         t0 = time.perf_counter()
-        if cli:
+        if server:
+            wall, m = _served_run(server, args, root)
+        elif cli:
             done = subprocess.run([sys.executable, "-m", "flows.cli", *argv], capture_output=True, text=True, check=True,
-                                  env=USER_ENV, cwd=os.path.join(os.path.dirname(__file__), ".."))
-            wall, text = time.perf_counter() - t0, done.stdout
+                                  env=USER_ENV, cwd=REPO)
+            wall, m = time.perf_counter() - t0, json.loads(done.stdout)
         else:
             from flows.cli import main as tsatlas
 
             out = io.StringIO()
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
                 assert tsatlas(argv) == 0
-            wall, text = time.perf_counter() - t0, out.getvalue()
-        m = json.loads(text)
+            wall, m = time.perf_counter() - t0, json.loads(out.getvalue())
     g = m["metrics"]["generate"]
     stages = sum(t["seconds"] for t in m["timings"].values())
     n, T, C = m["summary"]["windows"]["shape"]
@@ -83,16 +180,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--cases", nargs="+", default=CASES, choices=CASES)
-    ap.add_argument("--cli", action="store_true", help="each run a fresh `tsatlas run` process, as typed")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--cli", action="store_true", help="each run a fresh `tsatlas run` process, as typed")
+    mode.add_argument("--served", action="store_true", help="each run a served deployment's run, created through the API")
     ap.add_argument("--no-write", action="store_true", help="print the table, leave RESULTS.md alone")
     a = ap.parse_args()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        if not a.cli:  # Prefect's API starts here
-            run_once(["--set", "train.epochs=1", "--set", "generate.eval_iterations=10"])
+    with tempfile.TemporaryDirectory() as tmp, (served() if a.served else contextlib.nullcontext()) as server:
+        if not a.cli:  # Prefect's API starts here (in process), the disk's caches warm up (served)
+            run_once(["--set", "train.epochs=1", "--set", "generate.eval_iterations=10"], server=server)
         for case in a.cases:
             args = args_for(case, tmp)
-            runs = [run_once(args, a.cli) for _ in range(a.runs)]
+            runs = [run_once(args, a.cli, server) for _ in range(a.runs)]
             med = {k: statistics.median(r[k] for r in runs) for k in ("wall", "stages", "generate", "eval", "train")}
             row = {"case": case, "shape": runs[0]["shape"], "plan": runs[0]["plan"], **med,
                    "share_wall": med["eval"] / med["wall"], "share_stages": med["eval"] / med["stages"]}
@@ -105,14 +204,20 @@ def main() -> None:
         lines.append(f"| {r['case']} ({' x '.join(map(str, r['shape']))}) | {r['wall']:.1f} | {r['stages']:.1f} | "
                      f"{r['train']:.1f} | {r['eval']:.1f} | {r['share_wall']:.0%} | {r['share_stages']:.0%} | "
                      f"{p['windows']}, {p['patch']}, {p.get('workers', 1)} |")
-    how, rest = (("each a fresh `tsatlas run` process", "Python's imports, Prefect's start-up and orchestration") if a.cli
-                 else ("in process after a warm-up (Prefect's API already up)", "Prefect's orchestration"))
-    body = "\n".join(lines) + (f"\n\nMedians of {a.runs} runs per case; `tsatlas run` at its defaults, {how}, a fresh "
+    how, rest = (("`tsatlas run` at its defaults, each a fresh `tsatlas run` process",
+                  "Python's imports, Prefect's start-up and orchestration") if a.cli else
+                 ("the atlas flow at its defaults, each a run of a served deployment created through the REST API "
+                  "(Prefect starts each in a fresh Python process), its wall time from Pending to Completed",
+                  "the run process's start, Python's imports and Prefect's orchestration") if a.served else
+                 ("`tsatlas run` at its defaults, in process after a warm-up (Prefect's API already up)",
+                  "Prefect's orchestration"))
+    body = "\n".join(lines) + (f"\n\nMedians of {a.runs} runs per case; {how}, a fresh "
                                "store per run. Stages: the manifest's timings, ingest to generate (the report, "
                                f"{rest} are the rest of the wall time).")
     print(body)
     if not a.no_write:
-        write_results("Evaluation's share of a run (benchmarks/eval_share.py" + (" --cli)" if a.cli else ")"), body)
+        write_results("Evaluation's share of a run (benchmarks/eval_share.py" + (" --cli)" if a.cli else " --served)" if a.served
+                                                                              else ")"), body)
 
 
 if __name__ == "__main__":

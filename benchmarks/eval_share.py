@@ -25,15 +25,11 @@ import glob
 import io
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -41,7 +37,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import write_results, write_windows  # noqa: E402
+from benchmarks.common import BIN, api, prefect_server, started, wait_for, write_results, write_windows  # noqa: E402
 
 USER_ENV = dict(os.environ)  # for --cli runs: benchmarks.clustering (the labeled sets) pins OMP threads to 1 on import
 STOCKS = os.path.join(os.path.dirname(__file__), "data", "goog_stock.csv")
@@ -68,62 +64,14 @@ def args_for(case: str, tmp: str) -> list[str]:
     return _labeled(case, tmp)
 
 
-def _api(url: str, body: dict | None = None) -> tuple[int, object]:
-    """One REST call; 429 and 503 (the server's SQLite busy) are retried with backoff, as Prefect's client does."""
-    req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Content-Type": "application/json"})
-    for attempt in range(6):
-        try:
-            with urllib.request.urlopen(req, timeout=30) as r:
-                return r.status, json.loads(r.read() or b"null")
-        except urllib.error.HTTPError as e:
-            status, payload = e.code, json.loads(e.read() or b"null")
-        except OSError:
-            return 0, None
-        if status not in (429, 503):
-            break
-        time.sleep(2 ** attempt)
-    return status, payload
-
-
-def _wait(what: str, ready, proc: subprocess.Popen, seconds: float = 180) -> object:
-    deadline = time.time() + seconds
-    while not (got := ready()):
-        if proc.poll() is not None or time.time() > deadline:
-            raise RuntimeError(f"eval_share --served: {what} did not come up")
-        time.sleep(0.5)
-    return got
-
-
 @contextlib.contextmanager
 def served() -> Iterator[tuple[str, str]]:
     """(API URL, deployment id): a `prefect server start` on loopback with a fresh home, and `tsatlas
     serve` against it (its atlas-serve deployment), both stopped on exit."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    api, procs = f"http://127.0.0.1:{port}/api", []
-    with tempfile.TemporaryDirectory() as home:
-        env = {**USER_ENV, "PREFECT_HOME": home, "PREFECT_API_URL": api, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-               "PREFECT_LOGGING_LEVEL": "WARNING"}
-        try:
-            for argv in ([os.path.join(os.path.dirname(sys.executable), "prefect"), "server", "start", "--host",
-                          "127.0.0.1", "--port", str(port)],
-                         [os.path.join(os.path.dirname(sys.executable), "tsatlas"), "serve"]):
-                procs.append(subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                                              stderr=subprocess.DEVNULL, start_new_session=True))
-                if len(procs) == 1:
-                    _wait("prefect server", lambda: _api(f"{api}/health")[0] == 200, procs[0])
-            dep = _wait("tsatlas serve", lambda: _api(f"{api}/deployments/name/atlas/atlas-serve")[1]
-                        if _api(f"{api}/deployments/name/atlas/atlas-serve")[0] == 200 else None, procs[1])
-            yield api, dep["id"]
-        finally:
-            for p in reversed(procs):
-                os.killpg(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
+    with prefect_server(USER_ENV) as (url, env), started([os.path.join(BIN, "tsatlas"), "serve"], env, REPO) as proc:
+        name = f"{url}/deployments/name/atlas/atlas-serve"
+        dep = wait_for("tsatlas serve", lambda: api(name)[1] if api(name)[0] == 200 else None, proc)
+        yield url, dep["id"]
 
 
 def _parameters(args: list[str], root: str) -> dict:
@@ -137,16 +85,16 @@ def _parameters(args: list[str], root: str) -> dict:
 
 def _served_run(server: tuple[str, str], args: list[str], root: str) -> tuple[float, dict]:
     """(seconds from Pending to Completed, the manifest) of one run of the served deployment."""
-    api, dep = server
-    status, run = _api(f"{api}/deployments/{dep}/create_flow_run", {"parameters": _parameters(args, root)})
+    url, dep = server
+    status, run = api(f"{url}/deployments/{dep}/create_flow_run", {"parameters": _parameters(args, root)})
     if status != 201:
         raise RuntimeError(f"eval_share --served: creating a run answered {status}: {run}")
-    while (state := _api(f"{api}/flow_runs/{run['id']}")[1]["state"])["type"] not in ("COMPLETED", "FAILED", "CRASHED",
+    while (state := api(f"{url}/flow_runs/{run['id']}")[1]["state"])["type"] not in ("COMPLETED", "FAILED", "CRASHED",
                                                                                         "CANCELLED"):
         time.sleep(0.2)
     if state["type"] != "COMPLETED":
         raise RuntimeError(f"eval_share --served: the run ended {state['type']}: {state.get('message')}")
-    at = {st["type"]: datetime.fromisoformat(st["timestamp"]) for st in _api(f"{api}/flow_run_states/?flow_run_id={run['id']}")[1]}
+    at = {st["type"]: datetime.fromisoformat(st["timestamp"]) for st in api(f"{url}/flow_run_states/?flow_run_id={run['id']}")[1]}
     (manifest,) = glob.glob(f"{root}/runs/*/manifest.json")
     with open(manifest) as f:
         return (at["COMPLETED"] - at["PENDING"]).total_seconds(), json.load(f)

@@ -2,7 +2,11 @@
 against the very same stage functions called as plain functions (`task.fn`), each run into a
 fresh store root so every stage computes.
 
-    python benchmarks/overhead.py [--runs 3] [--epochs 10]
+    python benchmarks/overhead.py [--runs 3] [--epochs 10] [--cli]
+
+--cli: `tsatlas run` as typed, each a fresh process, without PREFECT_API_URL (it starts a temporary
+Prefect API for itself) against with a `prefect server start` already up on loopback, the two
+alternating.
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+USER_ENV = dict(os.environ)  # for --cli: as the user's shell has it
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="tsatlas-bench-prefect-"))
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -25,8 +31,12 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--cli", action="store_true", help="tsatlas run processes, without and with a server up")
     p.add_argument("--no-write", action="store_true")
     a = p.parse_args()
+    sets = [f"train.epochs={a.epochs}", "train.patience=1000", "generate.eval_iterations=100"]
+    if a.cli:
+        return cli(a, sets)
 
     from flows.pipeline import atlas
     from tasks.cluster import cluster_task
@@ -40,7 +50,7 @@ def main() -> None:
     from tsatlas.config import load_config
     from tsatlas.ingest import BUNDLED_DATA, resolve_data
 
-    cfg = load_config(sets=[f"train.epochs={a.epochs}", "train.patience=1000", "generate.eval_iterations=100"])
+    cfg = load_config(sets=sets)
     data = resolve_data(BUNDLED_DATA)
     kw = cfg.sections()
 
@@ -82,6 +92,35 @@ def main() -> None:
     if not a.no_write:
         from benchmarks.common import write_results
         write_results("Orchestration overhead (benchmarks/overhead.py)", body)
+
+
+def cli(a: argparse.Namespace, sets: list[str]) -> None:
+    from benchmarks.common import BIN, prefect_server, write_results
+
+    def run(env: dict) -> float:
+        with tempfile.TemporaryDirectory() as root:
+            t = time.perf_counter()
+            subprocess.run([os.path.join(BIN, "tsatlas"), "run", "--root", root, *[x for kv in sets for x in ("--set", kv)]],
+                           env=env, check=True, capture_output=True)
+            return time.perf_counter() - t
+
+    times: dict[str, list[float]] = {"temporary": [], "server": []}
+    with prefect_server(USER_ENV) as (_, server_env):
+        for _ in range(a.runs):
+            for name, env in (("temporary", USER_ENV), ("server", server_env)):
+                times[name].append(run(env))
+                print(name, round(times[name][-1], 2), flush=True)
+    mt, ms = statistics.median(times["temporary"]), statistics.median(times["server"])
+    body = (f"| `tsatlas run` | median s ({a.runs} runs) | runs |\n|---|---|---|\n"
+            f"| without PREFECT_API_URL (a temporary API per run) | {mt:.2f} | "
+            f"{', '.join(f'{x:.2f}' for x in times['temporary'])} |\n"
+            f"| with a `prefect server start` already up | {ms:.2f} | {', '.join(f'{x:.2f}' for x in times['server'])} |\n"
+            f"\nThe temporary API costs {mt - ms:.1f} s a run. Each run a fresh `tsatlas run` process (imports "
+            f"included), the two alternating; bundled data, train.epochs={a.epochs} (no early stop), "
+            f"generate.eval_iterations=100, a fresh root per run.")
+    print(body)
+    if not a.no_write:
+        write_results("`tsatlas run` with and without a Prefect server up (benchmarks/overhead.py --cli)", body)
 
 
 if __name__ == "__main__":

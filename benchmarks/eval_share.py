@@ -4,7 +4,7 @@ run into a fresh store so every stage computes. Per case, medians over --runs of
 (wall), the stages' own seconds (the manifest's timings, ingest to generate), the evaluation's
 seconds (`metrics.generate.eval_seconds`), and the evaluation's share of each.
 
-    python benchmarks/eval_share.py [--runs 3] [--cases bundled GunPoint OSULeaf] [--cli]
+    python benchmarks/eval_share.py [--runs 3] [--cases bundled GunPoint OSULeaf] [--cli | --served]
 
 --cli runs each as a user types it instead: `tsatlas run` in a fresh process (Python's imports
 and Prefect's start-up inside the run's wall time), no warm-up. --served runs each as a deployment's

@@ -164,16 +164,16 @@ def test_deploy_run_from_the_api_and_the_ui_form(server, tiny_csv, tmp_path):
     assert "Steps per window." in text and "Recurrent cell." in text
 
 
-def test_serve_and_deploy_on_one_server_leave_each_other_alone(server):
+def test_serve_and_deploy_on_one_server_leave_each_other_alone(server, tiny_csv, tmp_path):
     """`prefect deploy` ran in the fixture; `tsatlas serve` against the same server registers
     its own deployments (name + "-serve") with the same schedules, time zone and concurrency
-    limit, and on exit leaves the deployed ones as they were: not paused, same pool and limit."""
+    limit, runs them, and on exit leaves the deployed ones as they were: not paused, same pool and limit."""
     api = server["api"]
     deployed = {n: _api(f"{api}/deployments/name/{f}/{n}")[1] for f, n in
                 (("atlas", "atlas-nightly"), ("backfill", "backfill"), ("score", "score"))}
     assert all(d and d.get("id") for d in deployed.values())
-    proc = subprocess.Popen([str(BIN / "tsatlas"), "serve"], env=server["env"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen([str(BIN / "tsatlas"), "serve"], env={**server["env"], "PREFECT_RUNNER_POLL_FREQUENCY": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 120
         while True:
@@ -186,6 +186,13 @@ def test_serve_and_deploy_on_one_server_leave_each_other_alone(server):
         sched = served["schedules"][0]["schedule"]
         assert sched["cron"] == "0 2 * * *" and sched["timezone"] == "UTC"
         assert served["concurrency_limit"] == 1 or (served.get("global_concurrency_limit") or {}).get("limit") == 1
+        dep = _api(f"{api}/deployments/name/atlas/atlas-serve")[1]  # a run, as the UI's Run button starts one
+        status, run = _api(f"{api}/deployments/{dep['id']}/create_flow_run",
+                           {"parameters": {"data": tiny_csv, "root": str(tmp_path / "art"), **TINY}})
+        assert status == 201, run
+        fr = _wait_final(api, run["id"])
+        assert fr["state"]["type"] == "COMPLETED", fr["state"]
+        assert len(list((tmp_path / "art").glob("runs/*/manifest.json"))) == 1
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)

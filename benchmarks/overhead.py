@@ -27,6 +27,14 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+def table(what: str, times: dict[str, list[float]]) -> str:
+    """One row per path: its median and every run, in seconds."""
+    runs = len(next(iter(times.values())))
+    rows = "".join(f"| {name} | {statistics.median(t):.2f} | {', '.join(f'{x:.2f}' for x in t)} |\n"
+                   for name, t in times.items())
+    return f"| {what} | median s ({runs} runs) | runs |\n|---|---|---|\n" + rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=3)
@@ -81,10 +89,8 @@ def main() -> None:
                 times[name].append(time.perf_counter() - t)
             print(name, round(times[name][-1], 2), flush=True)
     mp, mf = statistics.median(times["plain"]), statistics.median(times["prefect"])
-    body = (f"| path | median s ({a.runs} runs) | runs |\n|---|---|---|\n"
-            f"| stages as plain functions | {mp:.2f} | {', '.join(f'{x:.2f}' for x in times['plain'])} |\n"
-            f"| atlas flow through Prefect | {mf:.2f} | {', '.join(f'{x:.2f}' for x in times['prefect'])} |\n"
-            f"\nOrchestration cost: {mf - mp:.2f} s ({(mf - mp) / mp:.0%}); both paths run the same eight stage "
+    body = (table("path", {"stages as plain functions": times["plain"], "atlas flow through Prefect": times["prefect"]})
+            + f"\nOrchestration cost: {mf - mp:.2f} s ({(mf - mp) / mp:.0%}); both paths run the same eight stage "
             f"functions (six stages, report, manifest). First flow call of the process (ephemeral API "
             f"start + imports): {first:.1f} s. Bundled data, train.epochs={a.epochs} (no early stop), "
             f"generate.eval_iterations=100, a fresh root per run.")
@@ -111,11 +117,9 @@ def cli(a: argparse.Namespace, sets: list[str]) -> None:
                 times[name].append(run(env))
                 print(name, round(times[name][-1], 2), flush=True)
     mt, ms = statistics.median(times["temporary"]), statistics.median(times["server"])
-    body = (f"| `tsatlas run` | median s ({a.runs} runs) | runs |\n|---|---|---|\n"
-            f"| without PREFECT_API_URL (a temporary API per run) | {mt:.2f} | "
-            f"{', '.join(f'{x:.2f}' for x in times['temporary'])} |\n"
-            f"| with a `prefect server start` already up | {ms:.2f} | {', '.join(f'{x:.2f}' for x in times['server'])} |\n"
-            f"\nThe temporary API costs {mt - ms:.1f} s a run. Each run a fresh `tsatlas run` process (imports "
+    body = (table("`tsatlas run`", {"without PREFECT_API_URL (a temporary API per run)": times["temporary"],
+                                    "with a `prefect server start` already up": times["server"]})
+            + f"\nThe temporary API costs {mt - ms:.1f} s a run. Each run a fresh `tsatlas run` process (imports "
             f"included), the two alternating; bundled data, train.epochs={a.epochs} (no early stop), "
             f"generate.eval_iterations=100, a fresh root per run.")
     print(body)

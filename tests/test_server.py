@@ -256,12 +256,9 @@ def test_flows_served_from_a_script_run(prefect_server, tiny_csv, tmp_path):
         fr = run("backfill", {"start": "2024-01-01", "partitions": 1, "data": missing, "root": root})
         assert fr["state"]["type"] == "FAILED" and "missing.csv" in fr["state"]["message"], fr["state"]
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        _stop(proc)
         log.close()
+
 
 def test_the_api_refuses_bad_flow_parameters_before_a_run_exists(server):
     api = server["api"]
@@ -309,15 +306,15 @@ def _worker(server, cwd) -> subprocess.Popen:
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _stop_worker(worker: subprocess.Popen) -> None:
-    """SIGTERM the worker's process group; SIGKILL it if it has not exited after 60 s (a worker's
-    shutdown can take longer than that, and one left polling would take the next test's runs)."""
-    os.killpg(worker.pid, signal.SIGTERM)
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM a worker's or runner's process group; SIGKILL it if it has not exited after 60 s (a
+    worker's shutdown can take longer than that, and one left polling would take the next test's runs)."""
+    os.killpg(proc.pid, signal.SIGTERM)
     try:
-        worker.wait(60)
+        proc.wait(60)
     except subprocess.TimeoutExpired:
-        os.killpg(worker.pid, signal.SIGKILL)
-        worker.wait(30)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
 
 
 def _log_tail(cwd, lines: int = 60) -> str:
@@ -395,7 +392,7 @@ def test_backfill_partitions_are_runs_of_the_atlas_deployment(server, tmp_path):
             assert fr["state"]["type"] == "COMPLETED", (fr["state"], _log_tail(tmp_path))
             runs.append(run["id"])
     finally:
-        _stop_worker(worker)
+        _stop(worker)
     status, parts = _api(f"{api}/flow_runs/filter", {"flow_runs": {"tags": {"all_": ["tsatlas-backfill"]}},
                                                      "deployments": {"id": {"any_": [
                                                          _api(f"{api}/deployments/name/atlas/atlas")[1]["id"]]}}})

@@ -41,17 +41,21 @@ from benchmarks.common import BIN, api, prefect_server, started, wait_for, write
 
 USER_ENV = dict(os.environ)  # for --cli runs: benchmarks.clustering (the labeled sets) pins OMP threads to 1 on import
 STOCKS = os.path.join(os.path.dirname(__file__), "data", "goog_stock.csv")
-CASES = ["bundled", "stocks", "UnitTest", "GunPoint", "OSULeaf", "ACSF1"]
+CASES = ["bundled", "stocks", "UnitTest", "GunPoint", "OSULeaf", "ACSF1", "ACSF1x4"]
 REPO = os.path.join(os.path.dirname(__file__), "..")
 
 
-def _labeled(name: str, tmp: str) -> list[str]:
-    """A labeled set (benchmarks/clustering.py) as a long table: one window per series."""
+def _labeled(name: str, tmp: str, stretch: int = 1) -> list[str]:
+    """A labeled set (benchmarks/clustering.py) as a long table: one window per series, each
+    series interpolated to `stretch` times its length (the longest windows on offer are 1,460 steps)."""
     from benchmarks.clustering import load
 
     X, y = load(name, raw=True)
+    if stretch > 1:
+        t, T = np.linspace(0, 1, X.shape[1]), X.shape[1] * stretch
+        X = np.stack([[np.interp(np.linspace(0, 1, T), t, ch) for ch in x.T] for x in X]).transpose(0, 2, 1).astype(np.float32)
     T = X.shape[1]
-    path = f"{tmp}/{name}.parquet"
+    path = f"{tmp}/{name}x{stretch}.parquet"
     write_windows(X, path)
     return ["--data", path, "--set", f"windows.length={T}", "--set", f"cluster.k={len(np.unique(y))}"]
 
@@ -61,6 +65,8 @@ def args_for(case: str, tmp: str) -> list[str]:
         return []
     if case == "stocks":  # TimeGAN's Stocks: windows of 24, stride 1
         return ["--data", STOCKS, "--set", "ingest.layout=single", "--set", "windows.stride=1"]
+    if case == "ACSF1x4":  # ACSF1's series stretched to 5,840 steps
+        return _labeled("ACSF1", tmp, stretch=4)
     return _labeled(case, tmp)
 
 
@@ -146,12 +152,12 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             rows.append(row)
     lines = ["| case (windows x T x C) | run, wall s | stages s | train s | evaluation s | share of the run | "
-             "share of the stages | plan: windows, patch, workers |", "|---|---|---|---|---|---|---|---|"]
+             "share of the stages | plan: windows, patch, hidden, batch, workers |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         p = r["plan"]
         lines.append(f"| {r['case']} ({' x '.join(map(str, r['shape']))}) | {r['wall']:.1f} | {r['stages']:.1f} | "
                      f"{r['train']:.1f} | {r['eval']:.1f} | {r['share_wall']:.0%} | {r['share_stages']:.0%} | "
-                     f"{p['windows']}, {p['patch']}, {p.get('workers', 1)} |")
+                     f"{p['windows']}, {p['patch']}, {p.get('hidden', '-')}, {p.get('batch', 128)}, {p.get('workers', 1)} |")
     how, rest = (("`tsatlas run` at its defaults, each a fresh `tsatlas run` process",
                   "Python's imports, Prefect's start-up and orchestration") if a.cli else
                  ("the atlas flow at its defaults, each a run of a served deployment created through the REST API "

@@ -242,15 +242,22 @@ def test_lagged_reads_give_the_value_of_the_call_before():
 
 def test_post_hoc_metrics_on_long_windows_run_the_bounded_plan(monkeypatch):
     """Windows of 427 steps (the case that took 30 minutes): at most 2,000 windows, and GRUs over
-    at most 24 recurrent steps, 18 steps read at a time."""
+    at most 24 recurrent steps, 18 steps read at a time. Longer ones: as many values per batch, the
+    GRUs no wider (an iteration's cost grows with both)."""
     import tsatlas.generation as gen
     from tsatlas.config import GenerateConfig
 
-    plan = gen.eval_plan(5000, 427, GenerateConfig())
-    assert plan == {"windows": 2000, "patch": 18, "recurrent_steps": 24, "iterations": 500, "predictive_iterations": 200,
-                    "repeats": 1, "early_stopping": {"check_every": 25, "patience": 4, "min_iterations": 300}}
-    small = gen.eval_plan(300, 24, GenerateConfig())
-    assert small["patch"] == 1 and small["iterations"] == 500  # TimeGAN's length as it is
+    plan = gen.eval_plan(5000, 427, 1, GenerateConfig())
+    assert plan == {"windows": 2000, "patch": 18, "recurrent_steps": 24, "hidden": 9, "batch": 128, "iterations": 500,
+                    "predictive_iterations": 200, "repeats": 1,
+                    "early_stopping": {"check_every": 25, "patience": 4, "min_iterations": 300}}
+    small = gen.eval_plan(300, 24, 6, GenerateConfig())
+    assert (small["patch"], small["hidden"], small["batch"], small["iterations"]) == (1, 8, 128, 500)  # TimeGAN's Stocks as it is
+    values = [p["batch"] * p["recurrent_steps"] * p["patch"] for p in (gen.eval_plan(200, T, 1, GenerateConfig())
+                                                                      for T in (1460, 2920, 5840))]
+    assert [gen.eval_plan(200, T, 1, GenerateConfig())["hidden"] for T in (1460, 2920, 5840, 100_000)] == [30, 32, 32, 32]
+    assert max(values) <= gen.EVAL_VALUES and min(values) > gen.EVAL_VALUES * 0.9
+    assert gen.eval_plan(200, 100_000, 1, GenerateConfig())["batch"] == gen.EVAL_MIN_BATCH
 
     seen = []
     monkeypatch.setattr(gen, "discriminative_score", lambda r, s, **kw: seen.append(("discriminative", r.shape, [s.shape], kw)) or 0.0)
@@ -264,7 +271,7 @@ def test_post_hoc_metrics_on_long_windows_run_the_bounded_plan(monkeypatch):
 
     real = np.random.default_rng(0).standard_normal((3000, 100, 2)).astype(np.float32)
     out = gen.evaluate(Fixed(), real, np.zeros(3000, int), GenerateConfig(eval_strict=True, eval_repeats=3), seed=0)
-    assert out["eval"]["patch"] == 5 and out["eval"]["windows"] == 2000 and "eval_seconds" in out
+    assert out["eval"]["patch"] == 5 and out["eval"]["windows"] == 2000 and out["eval"]["batch"] == 128 and "eval_seconds" in out
     assert sorted((name, kw["seed"], kw.get("strict", False)) for name, _, _, kw in seen) == sorted(
         [("discriminative", k, False) for k in range(3)] + [("discriminative", k, True) for k in range(3)]
         + [("predictive", k, False) for k in range(3)])  # one fit per seed trains on synthetic and on real windows
@@ -285,21 +292,28 @@ def test_the_strict_discriminator_is_at_least_as_sharp_on_an_easy_case():
     assert discriminative_score(real, fake, iterations=200, strict=True) >= 0.4
 
 
-def test_the_default_evaluation_budget_trains_the_classifier_enough_to_see_over_smooth_samples():
+@pytest.mark.parametrize("steps", [24, 2400])
+def test_the_default_evaluation_budget_trains_the_classifier_enough_to_see_over_smooth_samples(monkeypatch, steps):
     """The classic autoencoder failure: samples that are the real windows without their noise. The
     post-hoc classifier must tell them apart within the default plan's iterations (an under-trained
-    one scored such samples near 0, flattering the generator), and not tell real from real."""
+    one scored such samples near 0, flattering the generator), and not tell real from real; on long
+    windows too, read 100 steps at a time by a GRU of capped width on smaller batches."""
+    import tsatlas.metrics as metrics
     from tsatlas.config import GenerateConfig
-    from tsatlas.generation import eval_plan
+    from tsatlas.generation import eval_plan, patched
 
+    widths, gru = [], metrics._PostHocGRU
+    monkeypatch.setattr(metrics, "_PostHocGRU", lambda C, h, *a, **k: widths.append(h) or gru(C, h, *a, **k))
     rng = np.random.default_rng(0)
-    t = np.arange(24)
+    t = np.arange(steps) / (steps // 24)
     clean = np.sin(2 * np.pi * (t / rng.uniform(8, 24, (1000, 1)) + rng.uniform(0, 1, (1000, 1))))[..., None]
     real = (clean + 0.3 * rng.standard_normal(clean.shape)).astype(np.float32)
-    plan = eval_plan(len(real) // 2, 24, GenerateConfig())
-    kw = dict(iterations=plan["iterations"], batch=128, seed=0)
-    assert discriminative_score(real[:500], clean[500:], **kw) > 0.3
-    assert discriminative_score(real[:500], real[500:], **kw) < 0.1
+    plan = eval_plan(len(real) // 2, steps, 1, GenerateConfig())
+    real, clean = patched(real, plan["patch"]), patched(clean.astype(np.float32), plan["patch"])
+    kw = dict(iterations=plan["iterations"], batch=plan["batch"], seed=0)
+    assert metrics.discriminative_score(real[:500], clean[500:], **kw) > 0.3
+    assert metrics.discriminative_score(real[:500], real[500:], **kw) < 0.1
+    assert widths == [plan["hidden"]] * 2 and (plan["hidden"], plan["batch"]) == ((8, 128) if steps == 24 else (32, 40))
 
 
 def test_post_hoc_training_stops_when_its_held_out_loss_stops_improving_and_keeps_its_best_weights():

@@ -26,8 +26,8 @@ from tsatlas.autoencoder import RNNAutoencoder
 from tsatlas.config import GenerateConfig
 from tsatlas.errors import ConfigError
 from tsatlas.gan import GANSchedule, sample_timegan, train_timegan
-from tsatlas.metrics import (CHECK_EVERY, MIN_ITERATIONS, PATIENCE, discriminative_score, generation_scores, mean_std,
-                             predictive_scores, side_by_side)
+from tsatlas.metrics import (CHECK_EVERY, MIN_ITERATIONS, PATIENCE, discriminative_score, generation_scores, hidden_units,
+                             mean_std, predictive_scores, side_by_side)
 from tsatlas.progress import report
 from tsatlas.timegan import TimeGAN
 from tsatlas.windowing import Windows
@@ -217,15 +217,26 @@ EVAL_BATCH = 128
 PREDICTIVE_ITERATIONS = 200
 
 
-def eval_plan(n_windows: int, steps: int, cfg: GenerateConfig) -> dict[str, int]:
+# Values in one batch of a post-hoc fit: EVAL_BATCH windows of EVAL_STEPS steps of 32 channels. Longer
+# or wider windows get fewer per batch (at least EVAL_MIN_BATCH), so that an iteration's cost, which
+# grows with the values it reads, stays bounded whatever the window length.
+EVAL_VALUES = EVAL_BATCH * EVAL_STEPS * 32
+EVAL_MIN_BATCH = 16
+
+
+def eval_plan(n_windows: int, steps: int, channels: int, cfg: GenerateConfig) -> dict[str, int]:
     """How the post-hoc metrics run, bounded whatever the window length and data size: at most
     EVAL_MAX windows per side; windows longer than EVAL_STEPS read `patch` consecutive steps per
     recurrent step (as the autoencoder does), so each GRU runs at most EVAL_STEPS recurrent steps;
+    GRUs of at most metrics.MAX_HIDDEN units (`hidden`), on batches of at most EVAL_VALUES values;
     the discriminative GRUs at most generate.eval_iterations iterations, fewer where a held-out
     loss stops improving (metrics._train), the predictive ones PREDICTIVE_ITERATIONS."""
     windows = min(n_windows, EVAL_MAX)
     patch = max(1, -(-steps // EVAL_STEPS))
-    return {"windows": windows, "patch": patch, "recurrent_steps": -(-steps // patch), "iterations": cfg.eval_iterations,
+    recurrent = -(-steps // patch)
+    batch = max(EVAL_MIN_BATCH, min(EVAL_BATCH, EVAL_VALUES // (recurrent * patch * channels)))
+    return {"windows": windows, "patch": patch, "recurrent_steps": recurrent, "hidden": hidden_units(patch * channels),
+            "batch": batch, "iterations": cfg.eval_iterations,
             "predictive_iterations": min(cfg.eval_iterations, PREDICTIVE_ITERATIONS),
             "early_stopping": {"check_every": CHECK_EVERY, "patience": PATIENCE, "min_iterations": MIN_ITERATIONS}, "repeats": cfg.eval_repeats}
 
@@ -246,20 +257,20 @@ def evaluate(gen: Generator, real: np.ndarray, labels: np.ndarray, cfg: Generate
     cluster mix; the post-hoc GRUs run on the bounded plan of eval_plan (recorded as `eval`), side
     by side on torch's threads."""
     t0 = time.perf_counter()
-    plan = eval_plan(len(real), real.shape[1], cfg)
+    plan = eval_plan(len(real), real.shape[1], real.shape[2], cfg)
     rng = np.random.default_rng(seed)
     real = np.asarray(real[np.sort(rng.choice(len(real), plan["windows"], replace=False))])
     synth, _ = gen.sample(allocate(np.bincount(labels), len(real)), seed + 1)
     scores = generation_scores(real, synth, seed)
     r, s = patched(real, plan["patch"]), patched(synth, plan["patch"])
-    disc = {"iterations": plan["iterations"], "batch": EVAL_BATCH}
+    disc = {"iterations": plan["iterations"], "batch": plan["batch"]}
     fits = {"discriminative": disc} | ({"discriminative_strict": disc | {"strict": True}} if cfg.eval_strict else {})
     jobs = [(name, k) for name in [*fits, "predictive"] for k in range(plan["repeats"])]
 
     def fit(job: tuple[str, int]) -> dict[str, float]:
         name, k = job
         if name == "predictive":  # trained on synthetic and, the reference, on real windows: one block-diagonal GRU
-            on_synth, on_real = predictive_scores(r, [s, r], iterations=plan["predictive_iterations"], batch=EVAL_BATCH,
+            on_synth, on_real = predictive_scores(r, [s, r], iterations=plan["predictive_iterations"], batch=plan["batch"],
                                                   seed=seed + k)
             return {"predictive": on_synth, "predictive_real": on_real}
         return {name: discriminative_score(r, s, seed=seed + k, **fits[name])}

@@ -200,13 +200,26 @@ def block_diagonal(models: list[_PostHocGRU]) -> tuple[_PostHocGRU, list[dict[st
     return big, masks
 
 
+# The post-hoc GRUs' hidden units: the paper's C // 2 for C inputs per recurrent step (strict: C), at
+# least 8 so that one or two channels can still be learned, at most MAX_HIDDEN. On long windows, read
+# many steps per recurrent step, C grows with the window's length (1,460 steps: 61 inputs; 5,840: 244)
+# and an uncapped GRU's cost with its square: 29 s of evaluation against a 4 s train stage at 5,840
+# steps (benchmarks/RESULTS.md, "Long windows"). The paper's classifier on windows of 24 steps is unchanged
+# up to 65 channels (the strict one up to 32).
+MAX_HIDDEN = 32
+
+
+def hidden_units(C: int, strict: bool = False) -> int:
+    return min(max(8, C if strict else C // 2), MAX_HIDDEN)
+
+
 def discriminative_score(real: np.ndarray, synth: np.ndarray, *, iterations: int = 2000, batch: int = 128,
                          seed: int = 0, strict: bool = False) -> float:
     """|accuracy - 0.5| of a post-hoc GRU classifier, real vs synthetic, on a held-out 20% (and
     early stopped on another 10%).
 
     0 means the classifier cannot tell them apart; 0.5 means it always can. `strict`: a stronger
-    classifier (two GRU layers of C units, at least 8) than the paper's one layer of C // 2.
+    classifier (two GRU layers of C units) than the paper's one layer of C // 2 (both: hidden_units).
     """
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -219,10 +232,8 @@ def discriminative_score(real: np.ndarray, synth: np.ndarray, *, iterations: int
     tr, va = tr[:len(tr) - len(tr) // 8], tr[len(tr) - len(tr) // 8:]
     Xt, yt = torch.from_numpy(X[tr].astype(np.float32)), torch.from_numpy(y[tr])
     Xv, yv = torch.from_numpy(X[va].astype(np.float32)), torch.from_numpy(y[va])
-    # The paper uses C // 2 hidden units; at least 8 keeps the classifier able to learn for few
-    # channels (a stronger classifier only makes the score stricter).
     C = X.shape[2]
-    model = _PostHocGRU(C, max(8, C), 1, layers=2, seed=seed) if strict else _PostHocGRU(C, max(8, C // 2), 1, seed=seed)
+    model = _PostHocGRU(C, hidden_units(C, strict), 1, layers=2 if strict else 1, seed=seed)
     bce = F.binary_cross_entropy_with_logits
     _train(model, lambda i: bce(model(Xt[i], True)[:, 0], yt[i]), len(tr), iterations, batch, gen,
            lambda: bce(model(Xv, True)[:, 0], yv))
@@ -252,7 +263,7 @@ def predictive_scores(real: np.ndarray, trains: list[np.ndarray], *, iterations:
     perm = np.random.default_rng(seed).permutation(n)
     S = torch.from_numpy(np.concatenate([np.asarray(t, np.float32)[perm] for t in trains], axis=2))
     S, V = S[:len(S) - len(S) // 8], S[len(S) - len(S) // 8:]
-    blocks = [_PostHocGRU(C, max(8, C // 2), C, seed=seed) for _ in trains]
+    blocks = [_PostHocGRU(C, hidden_units(C), C, seed=seed) for _ in trains]
     model, parts = block_diagonal(blocks) if m > 1 else (blocks[0], None)
 
     def l1(x: torch.Tensor) -> torch.Tensor:  # (B, T, m * C) -> each block's next-step MAE (m,)

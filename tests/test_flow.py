@@ -107,26 +107,28 @@ def test_train_failure_mid_run_resumes_from_checkpoint(prefect_harness, tiny_csv
 
 
 def test_timegan_per_cluster_counts_and_long_series(prefect_harness, tiny_csv, tmp_path):
-    m = _run(tiny_csv, str(tmp_path / "a"), ["generate.method=timegan", "generate.gan_iterations=3",
+    m = _run(tiny_csv, str(tmp_path / "a"), ["windows.length=40", "generate.method=timegan", "generate.gan_iterations=3",
                                              "generate.gan_hidden=4", "generate.gan_layers=1",
-                                             "generate.per_cluster=[2, 3]", "generate.length=40"])
+                                             "generate.per_cluster=[2, 3]", "generate.length=100"])
     ge = m["metrics"]["generate"]
-    assert ge["method"] == "timegan" and ge["per_cluster"] == [2, 3] and ge["length"] == 40
+    assert ge["method"] == "timegan" and ge["per_cluster"] == [2, 3] and ge["length"] == 100 and ge["gan_patch"] == 2
     store = Store(str(tmp_path / "a"))
     ref = catalog.stage_ref(m, "generate")
     assert "timegan.pt" in ref.files
     syn = catalog.read_synthetic(store, ref).to_pandas()
     per_series = syn.groupby("series_id").agg(steps=("timestamp", "size"), cluster=("cluster", "first"))
-    assert (per_series["steps"] == 40).all() and per_series["cluster"].value_counts().sort_index().tolist() == [2, 3]
+    assert (per_series["steps"] == 100).all() and per_series["cluster"].value_counts().sort_index().tolist() == [2, 3]
     # the stored weights load back (weights only) as the run's model; a tampered file is refused (by its checksum)
     from tsatlas.config import GenerateConfig
     from tsatlas.errors import CorruptArtifactError
     from tsatlas.gan import sample_timegan
 
     cfg = GenerateConfig(**m["config"]["generate"])
-    gan = catalog.read_timegan(store, ref, n_channels=len(m["summary"]["ingest"]["channels"]), n_classes=2, cfg=cfg)
-    assert sample_timegan(gan, np.array([0, 1, 1]), 20, seed=0).shape == (3, 20, len(m["summary"]["ingest"]["channels"]))
+    C = len(m["summary"]["ingest"]["channels"])
+    gan = catalog.read_timegan(store, ref, n_channels=C, n_classes=2, cfg=cfg, steps=40)
+    # windows of 40 steps: the networks read 2 steps of every channel per recurrent step (gan_patch=auto)
+    assert gan.cfg.n_channels == 2 * C and sample_timegan(gan, np.array([0, 1, 1]), 20, seed=0).shape == (3, 20, 2 * C)
     with open(catalog.local_path(store, ref, "timegan.pt"), "r+b") as f:
         f.write(b"garbage!")
     with pytest.raises(CorruptArtifactError, match="timegan.pt"):
-        catalog.read_timegan(store, ref, n_channels=len(m["summary"]["ingest"]["channels"]), n_classes=2, cfg=cfg)
+        catalog.read_timegan(store, ref, n_channels=C, n_classes=2, cfg=cfg, steps=40)

@@ -240,6 +240,25 @@ def test_lagged_reads_give_the_value_of_the_call_before():
     assert [lag.swap(torch.tensor(v)) for v in (1.0, 2.0, 3.0)] == [None, 1.0, 2.0]
 
 
+@pytest.mark.parametrize("steps,setting,patch", [(50, "auto", 3), (24, "auto", 1), (50, 1, 1), (50, 5, 5)])
+def test_timegan_reads_long_windows_several_steps_at_a_time(monkeypatch, steps, setting, patch):
+    """gan_patch=auto: at most 24 recurrent steps (an unpatched GAN's cost grows with the window's
+    length); samples come back at the windows' length, the front padding dropped."""
+    import tsatlas.generation as gen
+    from tsatlas.config import GenerateConfig
+
+    seen, train = [], gen.train_timegan
+    monkeypatch.setattr(gen, "train_timegan", lambda X, *a, **k: seen.append(X.shape) or train(X, *a, **k))
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, steps, 2)).astype(np.float32)
+    labels = np.r_[np.zeros(15, int), np.ones(15, int)]
+    cfg = GenerateConfig(method="timegan", gan_iterations=2, gan_hidden=4, gan_layers=1, gan_patch=setting)
+    g = gen.Generator("timegan", cfg, 0, None, rng.standard_normal((30, 3)), X, labels, "cpu")
+    assert seen == [(30, -(-steps // patch), 2 * patch)]
+    x, cl = g.sample(np.array([3, 2]), seed=0)
+    assert x.shape == (5, steps, 2) and np.isfinite(x).all() and sorted(cl.tolist()) == [0, 0, 0, 1, 1]
+
+
 def test_post_hoc_metrics_on_long_windows_run_the_bounded_plan(monkeypatch):
     """Windows of 427 steps (the case that took 30 minutes): at most 2,000 windows, and GRUs over
     at most 24 recurrent steps, 18 steps read at a time. Longer ones: as many values per batch, the

@@ -422,14 +422,16 @@ def read_synthetic(store: Store, ref: SyntheticRef) -> pa.Table:
     return _read_table(store, ref, SYNTHETIC)
 
 
-def read_timegan(store: Store, ref: SyntheticRef, n_channels: int, n_classes: int, cfg: Any) -> Any:
+def read_timegan(store: Store, ref: SyntheticRef, n_channels: int, n_classes: int, cfg: Any, steps: int) -> Any:
     """The TimeGAN a `generate.method=timegan` run trained (weights_only=True), on the CPU, in eval
-    mode; `cfg` the run's GenerateConfig (its gan_* keys shape the networks)."""
+    mode; `cfg` the run's GenerateConfig (its gan_* keys shape the networks), `steps` its windows' length."""
     import torch
 
+    from tsatlas.generation import gan_patch
     from tsatlas.timegan import TimeGAN, TimeGANConfig
 
-    model = TimeGAN(TimeGANConfig(n_channels=n_channels, n_classes=n_classes, hidden=cfg.gan_hidden,
+    width = n_channels * gan_patch(cfg, steps)  # the networks read gan_patch steps of every channel at a time
+    model = TimeGAN(TimeGANConfig(n_channels=width, n_classes=n_classes, hidden=cfg.gan_hidden,
                                   layers=cfg.gan_layers, cell=cfg.gan_cell))
     with _refused(ref, "TimeGAN weights"):
         model.load_state_dict(torch.load(io.BytesIO(_read_bytes(store, ref, TIMEGAN)), weights_only=True))

@@ -270,6 +270,10 @@ class GenerateConfig(_Section):
     gan_layers: int = Field(3, ge=1, le=8, description="Recurrent layers per TimeGAN network.")
     gan_cell: Literal["gru", "lstm"] = Field("gru", description="Recurrent cell of every TimeGAN network.")
     gan_batch_size: int = Field(128, ge=2, le=65_536, description="TimeGAN batch size.")
+    gan_patch: Annotated[int, Field(ge=1, le=100_000)] | Literal["auto"] = Field(
+        "auto", description="Time steps every TimeGAN network reads (and writes) per recurrent step, side by side. "
+        "auto: the fewest that leave at most 24 recurrent steps (1, every step, for windows of up to 24 steps; "
+        "unpatched, the GAN's cost grows with the window's length: hours on a CPU at a few hundred steps).")
     gan_mmd: float = Field(
         30.0, ge=0, le=1e4, description="Weight of the kernel two-sample loss (windows and their increments) in the "
         "TimeGAN generator's loss; 0 gives the paper's losses.")

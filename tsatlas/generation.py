@@ -104,11 +104,13 @@ class Generator:
         self.steps = X.shape[1]
         self.gan, self.history = gan, []
         self.mixtures = LatentMixtures(Z, labels, cfg.components, seed)
+        self.gan_patch = gan_patch(cfg, self.steps)
         if method == "timegan" and gan is None:
             sched = GANSchedule(iterations=cfg.gan_iterations, batch_size=cfg.gan_batch_size, mmd=cfg.gan_mmd,
                                 critic=cfg.gan_critic)
-            self.gan, self.history = train_timegan(X, labels, hidden=cfg.gan_hidden, layers=cfg.gan_layers, cell=cfg.gan_cell,
-                                                   schedule=sched, seed=seed, device=device)
+            self.gan, self.history = train_timegan(patched(np.asarray(X), self.gan_patch), labels, hidden=cfg.gan_hidden,
+                                                   layers=cfg.gan_layers, cell=cfg.gan_cell, schedule=sched, seed=seed,
+                                                   device=device)
 
     def sample(self, counts: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """counts per cluster -> (standardised windows (n, T, C), cluster (n,)), shuffled."""
@@ -119,7 +121,9 @@ class Generator:
                 x += self._residuals(cl, seed, z if self.cfg.noise == "nearest" else None)
             return x, cl
         cl = np.random.default_rng(seed).permutation(np.repeat(np.arange(len(counts)), counts))
-        return sample_timegan(self.gan, cl, self.steps, seed=seed), cl
+        p = self.gan_patch
+        x = sample_timegan(self.gan, cl, -(-self.steps // p), seed=seed)
+        return x.reshape(len(x), -1, x.shape[2] // p)[:, -self.steps:], cl  # patched() pads in front
 
     def _residuals(self, cl: np.ndarray, seed: int, z: np.ndarray | None = None) -> np.ndarray:
         """For each sample, the reconstruction residual X - decode(Z) of a training window of its
@@ -241,6 +245,14 @@ def eval_plan(n_windows: int, steps: int, channels: int, cfg: GenerateConfig) ->
             "early_stopping": {"check_every": CHECK_EVERY, "patience": PATIENCE, "min_iterations": MIN_ITERATIONS}, "repeats": cfg.eval_repeats}
 
 
+GAN_STEPS = 24  # gan_patch=auto: at most this many recurrent steps per window (the paper's windows)
+
+
+def gan_patch(cfg: GenerateConfig, steps: int) -> int:
+    """Time steps per recurrent step of the TimeGAN networks for windows of `steps` (generate.gan_patch)."""
+    return max(1, -(-steps // GAN_STEPS)) if cfg.gan_patch == "auto" else cfg.gan_patch
+
+
 def patched(X: np.ndarray, patch: int) -> np.ndarray:
     """(n, T, C) -> (n, ceil(T / patch), patch * C): consecutive steps side by side, zeros in front."""
     if patch == 1:
@@ -321,6 +333,8 @@ def generate(ae: RNNAutoencoder, w: Windows, channels: list[str], Z: np.ndarray,
     X = chain(X, length) if pieces > 1 or length != T else X
     frame = series_table(X, cl, channels)
     metrics: dict[str, Any] = {"method": cfg.method, "n": int(len(X)), "length": length, "per_cluster": counts.tolist()}
+    if cfg.method == "timegan":
+        metrics["gan_patch"] = gen.gan_patch
     if gen.history:
         metrics["gan_seconds"] = round(gen.history[-1]["seconds"], 2)
     if cfg.evaluate:

@@ -41,7 +41,7 @@ def load(root: str, run: str) -> tuple[dict, Generator]:
     ae = catalog.read_model(store, ref("train"), "cpu")
     Z = catalog.read_embeddings(store, ref("embed")).z
     labels = catalog.read_assignments(store, ref("cluster"))
-    gan = (catalog.read_timegan(store, ref("generate"), win.X.shape[2], int(labels.max()) + 1, cfg, win.X.shape[1])
+    gan = (catalog.read_timegan(store, ref("generate"), win.X.shape[2], int(labels.max()) + 1, cfg)
            if cfg.method == "timegan" else None)
     return manifest, Generator(cfg.method, cfg, manifest["config"]["seed"], ae, Z, win.X, labels, "cpu", gan=gan)
 

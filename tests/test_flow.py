@@ -125,10 +125,10 @@ def test_timegan_per_cluster_counts_and_long_series(prefect_harness, tiny_csv, t
 
     cfg = GenerateConfig(**m["config"]["generate"])
     C = len(m["summary"]["ingest"]["channels"])
-    gan = catalog.read_timegan(store, ref, n_channels=C, n_classes=2, cfg=cfg, steps=40)
+    gan = catalog.read_timegan(store, ref, n_channels=C, n_classes=2, cfg=cfg)
     # windows of 40 steps: the networks read 2 steps of every channel per recurrent step (gan_patch=auto)
     assert gan.cfg.n_channels == 2 * C and sample_timegan(gan, np.array([0, 1, 1]), 20, seed=0).shape == (3, 20, 2 * C)
     with open(catalog.local_path(store, ref, "timegan.pt"), "r+b") as f:
         f.write(b"garbage!")
     with pytest.raises(CorruptArtifactError, match="timegan.pt"):
-        catalog.read_timegan(store, ref, n_channels=C, n_classes=2, cfg=cfg, steps=40)
+        catalog.read_timegan(store, ref, n_channels=C, n_classes=2, cfg=cfg)

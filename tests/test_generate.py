@@ -257,6 +257,10 @@ def test_timegan_reads_long_windows_several_steps_at_a_time(monkeypatch, steps, 
     assert seen == [(30, -(-steps // patch), 2 * patch)]
     x, cl = g.sample(np.array([3, 2]), seed=0)
     assert x.shape == (5, steps, 2) and np.isfinite(x).all() and sorted(cl.tolist()) == [0, 0, 0, 1, 1]
+    # a stored GAN (a run's weights, scored again) reads the patch it was trained with, whatever gan_patch says now
+    again = gen.Generator("timegan", GenerateConfig(method="timegan"), 0, None, rng.standard_normal((30, 3)), X, labels,
+                          "cpu", gan=g.gan)
+    assert again.gan_patch == patch and np.array_equal(again.sample(np.array([3, 2]), seed=0)[0], x)
 
 
 def test_post_hoc_metrics_on_long_windows_run_the_bounded_plan(monkeypatch):

@@ -422,19 +422,24 @@ def read_synthetic(store: Store, ref: SyntheticRef) -> pa.Table:
     return _read_table(store, ref, SYNTHETIC)
 
 
-def read_timegan(store: Store, ref: SyntheticRef, n_channels: int, n_classes: int, cfg: Any, steps: int) -> Any:
+def read_timegan(store: Store, ref: SyntheticRef, n_channels: int, n_classes: int, cfg: Any) -> Any:
     """The TimeGAN a `generate.method=timegan` run trained (weights_only=True), on the CPU, in eval
-    mode; `cfg` the run's GenerateConfig (its gan_* keys shape the networks), `steps` its windows' length."""
+    mode; `cfg` the run's GenerateConfig (its gan_* keys shape the networks). Its networks read
+    n_channels x gan_patch values per recurrent step: the width is read from the weights, so runs
+    from before gan_patch (every step) load as they were trained."""
     import torch
 
-    from tsatlas.generation import gan_patch
     from tsatlas.timegan import TimeGAN, TimeGANConfig
 
-    width = n_channels * gan_patch(cfg, steps)  # the networks read gan_patch steps of every channel at a time
-    model = TimeGAN(TimeGANConfig(n_channels=width, n_classes=n_classes, hidden=cfg.gan_hidden,
-                                  layers=cfg.gan_layers, cell=cfg.gan_cell))
     with _refused(ref, "TimeGAN weights"):
-        model.load_state_dict(torch.load(io.BytesIO(_read_bytes(store, ref, TIMEGAN)), weights_only=True))
+        state = torch.load(io.BytesIO(_read_bytes(store, ref, TIMEGAN)), weights_only=True)
+        first = state.get("embedder.rnn.weight_ih_l0") if isinstance(state, dict) else None
+        width = first.shape[1] if first is not None and first.ndim == 2 else n_channels
+        if width % n_channels:
+            raise RuntimeError(f"its networks read {width} values per step, not a multiple of {n_channels} channels")
+        model = TimeGAN(TimeGANConfig(n_channels=width, n_classes=n_classes, hidden=cfg.gan_hidden,
+                                      layers=cfg.gan_layers, cell=cfg.gan_cell))
+        model.load_state_dict(state)
     return model.eval()
 
 

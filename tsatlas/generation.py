@@ -104,7 +104,8 @@ class Generator:
         self.steps = X.shape[1]
         self.gan, self.history = gan, []
         self.mixtures = LatentMixtures(Z, labels, cfg.components, seed)
-        self.gan_patch = gan_patch(cfg, self.steps)
+        # a stored TimeGAN reads the patch it was trained with (every step, if it predates gan_patch)
+        self.gan_patch = gan.cfg.n_channels // X.shape[2] if gan is not None else gan_patch(cfg, self.steps)
         if method == "timegan" and gan is None:
             sched = GANSchedule(iterations=cfg.gan_iterations, batch_size=cfg.gan_batch_size, mmd=cfg.gan_mmd,
                                 critic=cfg.gan_critic)

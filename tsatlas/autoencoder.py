@@ -56,9 +56,10 @@ AUTO_STEPS = 8  # patch="auto": the fewest steps per recurrent step that leave a
 CPU_BATCH, GPU_BATCH_MAX, GPU_MIN_STEPS, LR_SCALE_MAX = 64, 4096, 32, 4.0
 
 
-def resolve_patch(patch: int | str, seq_len: int) -> int:
-    """Steps per recurrent step: the given number, or for "auto" ceil(seq_len / AUTO_STEPS)."""
-    return max(1, -(-seq_len // AUTO_STEPS)) if patch == "auto" else int(patch)
+def resolve_patch(patch: int | str, seq_len: int, most: int = AUTO_STEPS) -> int:
+    """Steps per recurrent step: the given number, or for "auto" the fewest that leave at most `most`
+    recurrent steps, ceil(seq_len / most)."""
+    return max(1, -(-seq_len // most)) if patch == "auto" else int(patch)
 
 
 def resolve_batch(batch_size: int | str, lr: float, device: torch.device, n_train: int) -> tuple[int, float]:

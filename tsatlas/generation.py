@@ -22,7 +22,7 @@ import torch
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import NearestNeighbors
 
-from tsatlas.autoencoder import RNNAutoencoder
+from tsatlas.autoencoder import RNNAutoencoder, resolve_patch
 from tsatlas.config import GenerateConfig
 from tsatlas.errors import ConfigError
 from tsatlas.gan import GANSchedule, sample_timegan, train_timegan
@@ -237,7 +237,7 @@ def eval_plan(n_windows: int, steps: int, channels: int, cfg: GenerateConfig) ->
     the discriminative GRUs at most generate.eval_iterations iterations, fewer where a held-out
     loss stops improving (metrics._train), the predictive ones PREDICTIVE_ITERATIONS."""
     windows = min(n_windows, EVAL_MAX)
-    patch = max(1, -(-steps // EVAL_STEPS))
+    patch = resolve_patch("auto", steps, EVAL_STEPS)
     recurrent = -(-steps // patch)
     batch = max(EVAL_MIN_BATCH, min(EVAL_BATCH, EVAL_VALUES // (recurrent * patch * channels)))
     return {"windows": windows, "patch": patch, "recurrent_steps": recurrent, "hidden": hidden_units(patch * channels),
@@ -251,7 +251,7 @@ GAN_STEPS = 24  # gan_patch=auto: at most this many recurrent steps per window (
 
 def gan_patch(cfg: GenerateConfig, steps: int) -> int:
     """Time steps per recurrent step of the TimeGAN networks for windows of `steps` (generate.gan_patch)."""
-    return max(1, -(-steps // GAN_STEPS)) if cfg.gan_patch == "auto" else cfg.gan_patch
+    return resolve_patch(cfg.gan_patch, steps, GAN_STEPS)
 
 
 def patched(X: np.ndarray, patch: int) -> np.ndarray:

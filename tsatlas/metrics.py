@@ -203,9 +203,9 @@ def block_diagonal(models: list[_PostHocGRU]) -> tuple[_PostHocGRU, list[dict[st
 # The post-hoc GRUs' hidden units: the paper's C // 2 for C inputs per recurrent step (strict: C), at
 # least 8 so that one or two channels can still be learned, at most MAX_HIDDEN. On long windows, read
 # many steps per recurrent step, C grows with the window's length (1,460 steps: 61 inputs; 5,840: 244)
-# and an uncapped GRU's cost with its square: 29 s of evaluation against a 4 s train stage at 5,840
-# steps (benchmarks/RESULTS.md, "Long windows"). The paper's classifier on windows of 24 steps is unchanged
-# up to 65 channels (the strict one up to 32).
+# and an uncapped GRU's cost with its square: 27.6 s of evaluation against a 3.1 s train stage at
+# 5,840 steps (benchmarks/RESULTS.md, "Long windows"). The paper's classifier on windows of 24 steps
+# is unchanged up to 65 channels (the strict one up to 32).
 MAX_HIDDEN = 32
 
 
